@@ -1,0 +1,370 @@
+"""ArbionTrader's database schema.
+
+Schema and small invariants only: no broker calls, no commits, no queueing (services do those).
+Money columns are ``Money`` (exact Decimal) and datetimes ``UTCDateTime`` (aware UTC). Table
+names are plural because ``user`` and ``order`` are reserved words in PostgreSQL.
+
+Sections: users & auth, broker connections, trading, risk, audit, system.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from flask_login import UserMixin
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from utils.enums import (
+    ConnectionStatus,
+    OrderPurpose,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    ProtectionMode,
+    Provider,
+    Role,
+    TimeInForce,
+    TradeStatus,
+    TradingState,
+)
+from utils.extensions import db
+from utils.money import Money, UTCDateTime, utcnow
+
+__all__ = [
+    # users & auth
+    "User",
+    "ApiToken",
+    # broker connections
+    "BrokerConnection",
+    # trading
+    "Trade",
+    "Order",
+    "Fill",
+    # risk
+    "RiskSettings",
+    # audit
+    "AuditLog",
+    # system
+    "SystemSetting",
+    "Heartbeat",
+    "ENCRYPTED_COLUMNS",
+]
+
+
+def enum_column(enum: type[StrEnum], **kwargs: Any) -> Any:
+    """A VARCHAR enum column storing the member's value (new members need no migration)."""
+    return mapped_column(
+        sa.Enum(
+            enum,
+            native_enum=False,
+            create_constraint=False,
+            length=32,
+            values_callable=lambda members: [member.value for member in members],
+            validate_strings=True,
+        ),
+        **kwargs,
+    )
+
+
+def created_at_column() -> Any:
+    """A creation timestamp set by the application in UTC."""
+    return mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+
+
+def updated_at_column() -> Any:
+    """A last-change timestamp maintained by the ORM."""
+    return mapped_column(UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow)
+
+
+# ================================================================================ users & auth
+
+
+class User(UserMixin, db.Model):  # type: ignore[name-defined]
+    """A person who logs in: a trader, an admin or a superadmin."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True, nullable=False)
+    display_name: Mapped[str] = mapped_column(sa.String(120), nullable=False, default="")
+    password_hash: Mapped[str] = mapped_column(sa.String(255), nullable=False)
+    role: Mapped[Role] = enum_column(Role, nullable=False, default=Role.TRADER)
+    active: Mapped[bool] = mapped_column(nullable=False, default=True)
+    # Bumped on logout, password change and deactivation: every older session stops working.
+    session_version: Mapped[int] = mapped_column(nullable=False, default=1)
+    totp_secret_encrypted: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    connections: Mapped[list[BrokerConnection]] = relationship(back_populates="user")
+    risk_settings: Mapped[RiskSettings | None] = relationship(back_populates="user", uselist=False)
+
+    @property
+    def is_active(self) -> bool:
+        """Flask-Login refuses inactive users."""
+        return self.active
+
+    def get_id(self) -> str:
+        """Session identity: id and session version, so bumping the version revokes sessions."""
+        return f"{self.id}:{self.session_version}"
+
+    @property
+    def is_admin(self) -> bool:
+        """Admins and superadmins."""
+        return self.role in (Role.ADMIN, Role.SUPERADMIN)
+
+    @property
+    def is_superadmin(self) -> bool:
+        """Only superadmins enter /admin."""
+        return self.role == Role.SUPERADMIN
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.role}>"
+
+
+class ApiToken(db.Model):  # type: ignore[name-defined]
+    """A personal API token; only its SHA-256 hash is stored, the token is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
+    name: Mapped[str] = mapped_column(sa.String(80), nullable=False)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, nullable=False)
+    token_prefix: Mapped[str] = mapped_column(sa.String(12), nullable=False)
+    scopes: Mapped[str] = mapped_column(sa.String(200), nullable=False, default="read")
+    created_at: Mapped[datetime] = created_at_column()
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# ================================================================================ broker connections
+
+
+class BrokerConnection(db.Model):  # type: ignore[name-defined]
+    """One user's link to one broker account; every secret in it is encrypted."""
+
+    __tablename__ = "broker_connections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
+    provider: Mapped[Provider] = enum_column(Provider, nullable=False)
+    label: Mapped[str] = mapped_column(sa.String(80), nullable=False, default="")
+    status: Mapped[ConnectionStatus] = enum_column(ConnectionStatus, nullable=False, default=ConnectionStatus.PENDING)
+    status_detail: Mapped[str] = mapped_column(sa.String(500), nullable=False, default="")
+    # Schwab: account calls take the hash; only the last four digits are ever shown.
+    account_hash: Mapped[str | None] = mapped_column(sa.String(128))
+    account_number_last4: Mapped[str | None] = mapped_column(sa.String(4))
+    credentials_encrypted: Mapped[str | None] = mapped_column(sa.Text)
+    access_token_encrypted: Mapped[str | None] = mapped_column(sa.Text)
+    refresh_token_encrypted: Mapped[str | None] = mapped_column(sa.Text)
+    access_token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    refresh_token_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_tested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
+
+    user: Mapped[User] = relationship(back_populates="connections")
+
+    def __repr__(self) -> str:
+        return f"<BrokerConnection {self.id} {self.provider} {self.status}>"
+
+
+# ================================================================================ trading
+
+
+class Trade(db.Model):  # type: ignore[name-defined]
+    """One entry and its exits, with the original system's tracking fields."""
+
+    __tablename__ = "trades"
+    __table_args__ = (sa.Index("ix_trades_user_status", "user_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    connection_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("broker_connections.id", ondelete="RESTRICT"), nullable=False, index=True
+    )
+    symbol: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    side: Mapped[OrderSide] = enum_column(OrderSide, nullable=False)
+    trade_type: Mapped[OrderType] = enum_column(OrderType, nullable=False)
+    status: Mapped[TradeStatus] = enum_column(TradeStatus, nullable=False, default=TradeStatus.PENDING)
+    quantity: Mapped[Decimal] = mapped_column(Money(), nullable=False)
+    price: Mapped[Decimal | None] = mapped_column(Money())
+    # Broker tracking (the original system's names).
+    order_id: Mapped[str | None] = mapped_column(sa.String(64))
+    account_hash: Mapped[str | None] = mapped_column(sa.String(128))
+    filled_quantity: Mapped[Decimal] = mapped_column(Money(), nullable=False, default=Decimal(0))
+    average_fill_price: Mapped[Decimal | None] = mapped_column(Money())
+    remaining_quantity: Mapped[Decimal | None] = mapped_column(Money())
+    # Protection.
+    protection_mode: Mapped[ProtectionMode] = enum_column(ProtectionMode, nullable=False, default=ProtectionMode.NONE)
+    stop_loss_price: Mapped[Decimal | None] = mapped_column(Money())
+    stop_loss_order_id: Mapped[str | None] = mapped_column(sa.String(64))
+    take_profit_price: Mapped[Decimal | None] = mapped_column(Money())
+    take_profit_order_id: Mapped[str | None] = mapped_column(sa.String(64))
+    trailing_stop_offset: Mapped[Decimal | None] = mapped_column(Money())
+    # Results, derived from fills.
+    close_price: Mapped[Decimal | None] = mapped_column(Money())
+    fees: Mapped[Decimal] = mapped_column(Money(), nullable=False, default=Decimal(0))
+    realized_pnl: Mapped[Decimal | None] = mapped_column(Money())
+    notes: Mapped[str] = mapped_column(sa.String(500), nullable=False, default="")
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
+
+    orders: Mapped[list[Order]] = relationship(back_populates="trade")
+
+
+class Order(db.Model):  # type: ignore[name-defined]
+    """One order sent (or about to be sent) to a broker; the intent is stored before sending."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        sa.UniqueConstraint("user_id", "idempotency_key", name="uq_orders_user_id_idempotency_key"),
+        sa.Index("ix_orders_connection_status", "connection_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    connection_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("broker_connections.id", ondelete="RESTRICT"), nullable=False
+    )
+    trade_id: Mapped[int | None] = mapped_column(sa.ForeignKey("trades.id", ondelete="SET NULL"), index=True)
+    replaces_order_id: Mapped[int | None] = mapped_column(sa.ForeignKey("orders.id", ondelete="SET NULL"))
+    client_order_id: Mapped[str] = mapped_column(sa.String(64), unique=True, nullable=False)
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(128))
+    broker_order_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    purpose: Mapped[OrderPurpose] = enum_column(OrderPurpose, nullable=False, default=OrderPurpose.ENTRY)
+    symbol: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    side: Mapped[OrderSide] = enum_column(OrderSide, nullable=False)
+    order_type: Mapped[OrderType] = enum_column(OrderType, nullable=False)
+    time_in_force: Mapped[TimeInForce] = enum_column(TimeInForce, nullable=False, default=TimeInForce.DAY)
+    status: Mapped[OrderStatus] = enum_column(OrderStatus, nullable=False, default=OrderStatus.PENDING_SUBMIT)
+    quantity: Mapped[Decimal] = mapped_column(Money(), nullable=False)
+    limit_price: Mapped[Decimal | None] = mapped_column(Money())
+    stop_price: Mapped[Decimal | None] = mapped_column(Money())
+    trail_offset: Mapped[Decimal | None] = mapped_column(Money())
+    filled_quantity: Mapped[Decimal] = mapped_column(Money(), nullable=False, default=Decimal(0))
+    average_fill_price: Mapped[Decimal | None] = mapped_column(Money())
+    remaining_quantity: Mapped[Decimal | None] = mapped_column(Money())
+    status_detail: Mapped[str] = mapped_column(sa.String(500), nullable=False, default="")
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
+
+    trade: Mapped[Trade | None] = relationship(back_populates="orders")
+    fills: Mapped[list[Fill]] = relationship(back_populates="order", order_by="Fill.filled_at")
+
+
+class Fill(db.Model):  # type: ignore[name-defined]
+    """One execution reported by the broker; recorded once even if reported twice."""
+
+    __tablename__ = "fills"
+    __table_args__ = (sa.UniqueConstraint("order_id", "broker_fill_id", name="uq_fills_order_id_broker_fill_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(sa.ForeignKey("orders.id", ondelete="CASCADE"), nullable=False)
+    broker_fill_id: Mapped[str] = mapped_column(sa.String(128), nullable=False)
+    quantity: Mapped[Decimal] = mapped_column(Money(), nullable=False)
+    price: Mapped[Decimal] = mapped_column(Money(), nullable=False)
+    commission: Mapped[Decimal] = mapped_column(Money(), nullable=False, default=Decimal(0))
+    filled_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    created_at: Mapped[datetime] = created_at_column()
+
+    order: Mapped[Order] = relationship(back_populates="fills")
+
+
+# ================================================================================ risk
+
+
+class RiskSettings(db.Model):  # type: ignore[name-defined]
+    """Per-user risk limits set by an admin; a NULL limit means "use the configured default"."""
+
+    __tablename__ = "risk_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), unique=True, nullable=False)
+    trading_state: Mapped[TradingState] = enum_column(TradingState, nullable=False, default=TradingState.ACTIVE)
+    trading_state_reason: Mapped[str] = mapped_column(sa.String(500), nullable=False, default="")
+    max_order_notional: Mapped[Decimal | None] = mapped_column(Money())
+    max_position_notional: Mapped[Decimal | None] = mapped_column(Money())
+    max_total_exposure: Mapped[Decimal | None] = mapped_column(Money())
+    max_open_positions: Mapped[int | None] = mapped_column()
+    max_orders_per_day: Mapped[int | None] = mapped_column()
+    max_daily_loss: Mapped[Decimal | None] = mapped_column(Money())
+    symbol_allowlist: Mapped[str] = mapped_column(sa.Text, nullable=False, default="")
+    symbol_denylist: Mapped[str] = mapped_column(sa.Text, nullable=False, default="")
+    equities_market_hours_only: Mapped[bool | None] = mapped_column()
+    max_quote_age_seconds: Mapped[int | None] = mapped_column()
+    require_stop_loss: Mapped[bool | None] = mapped_column()
+    max_stop_distance_pct: Mapped[Decimal | None] = mapped_column(Money())
+    updated_at: Mapped[datetime] = updated_at_column()
+
+    user: Mapped[User] = relationship(back_populates="risk_settings")
+
+
+# ================================================================================ audit
+
+
+class AuditLog(db.Model):  # type: ignore[name-defined]
+    """Append-only record of who did what; rows are never updated (retention deletes old ones)."""
+
+    __tablename__ = "audit_logs"
+    __table_args__ = (sa.Index("ix_audit_logs_subject", "subject_type", "subject_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    actor_email: Mapped[str] = mapped_column(sa.String(254), nullable=False, default="")
+    action: Mapped[str] = mapped_column(sa.String(80), nullable=False, index=True)
+    subject_type: Mapped[str] = mapped_column(sa.String(40), nullable=False, default="")
+    subject_id: Mapped[str] = mapped_column(sa.String(64), nullable=False, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False, default=dict)
+    ip_address: Mapped[str] = mapped_column(sa.String(64), nullable=False, default="")
+    request_id: Mapped[str] = mapped_column(sa.String(64), nullable=False, default="")
+
+
+@sa.event.listens_for(AuditLog, "before_update")
+def _refuse_audit_update(mapper: Any, connection: Any, target: AuditLog) -> None:
+    raise ValueError("audit log rows are append-only")
+
+
+# ================================================================================ system
+
+
+class SystemSetting(db.Model):  # type: ignore[name-defined]
+    """Platform-wide settings changed at run time (e.g. the global kill switch)."""
+
+    __tablename__ = "system_settings"
+
+    key: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    value: Mapped[Any] = mapped_column(sa.JSON, nullable=False)
+    updated_at: Mapped[datetime] = updated_at_column()
+    updated_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class Heartbeat(db.Model):  # type: ignore[name-defined]
+    """Last sign of life of a background component ("beat", "worker"), read by /ready and admins."""
+
+    __tablename__ = "heartbeats"
+
+    component: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    hostname: Mapped[str] = mapped_column(sa.String(255), nullable=False, default="")
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    beats: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
+
+
+# Every column holding ciphertext: ``flask crypto rotate`` re-encrypts exactly these.
+ENCRYPTED_COLUMNS: tuple[tuple[type[Any], tuple[str, ...]], ...] = (
+    (BrokerConnection, ("credentials_encrypted", "access_token_encrypted", "refresh_token_encrypted")),
+    (User, ("totp_secret_encrypted",)),
+)

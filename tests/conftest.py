@@ -1,0 +1,59 @@
+"""Fixtures: one migrated database per session, a fresh app and empty tables per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import create_app
+from tests.support import TEST_DATABASE_URL, TEST_REDIS_URL, base_environ, reset_schema, truncate_all
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """In CI the real services are required: never fall back to the embedded default silently."""
+    if os.environ.get("ARBION_REQUIRE_SERVICES") == "1" and not (TEST_DATABASE_URL and TEST_REDIS_URL):
+        raise pytest.UsageError("ARBION_REQUIRE_SERVICES=1 but TEST_DATABASE_URL/TEST_REDIS_URL are not set")
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The test database, emptied and migrated once per session with `flask db upgrade`."""
+    url = TEST_DATABASE_URL or f"sqlite:///{tmp_path_factory.mktemp('db') / 'arbion-test.db'}"
+    reset_schema(url)
+    migrate_app = create_app(base_environ(url))
+    result = migrate_app.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    return url
+
+
+@pytest.fixture()
+def environ(database_url: str) -> dict[str, str]:
+    """The settings the test app is built from; tests may change them before using ``app``."""
+    return base_environ(database_url)
+
+
+@pytest.fixture()
+def app(environ: dict[str, str]) -> Iterator[Flask]:
+    """A fresh app with empty tables and an empty Redis test database."""
+    if TEST_REDIS_URL:
+        redis.Redis.from_url(TEST_REDIS_URL).flushdb()
+    application = create_app(environ)
+    with application.app_context():
+        yield application
+        from utils.extensions import db
+
+        db.session.remove()
+        truncate_all(application)
+        db.engine.dispose()
+
+
+@pytest.fixture()
+def client(app: Flask) -> FlaskClient:
+    """A browser-like test client."""
+    return app.test_client()
+

@@ -1,0 +1,1 @@
+"""ArbionTrader application package: adapters, services, domain and infrastructure leaves."""

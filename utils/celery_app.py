@@ -1,0 +1,74 @@
+"""Celery wired the Flask way: every task runs inside the app context of the app that made it.
+
+Beat uses ``HeartbeatScheduler``, which records the beat process's own liveness in the database
+on every tick, so /ready can tell "beat is down" apart from "workers are down".
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any, cast
+
+from celery import Celery, Task
+from celery.beat import PersistentScheduler
+from flask import Flask
+from sqlalchemy.exc import SQLAlchemyError
+
+from utils.observability import get_logger
+from utils.tasks.schedule import TASK_MODULES, build_beat_schedule
+
+log = get_logger(__name__)
+
+
+class ArbionCelery(Celery):
+    """Celery app that knows the Flask app it serves."""
+
+    flask_app: Flask
+
+
+def celery_init_app(app: Flask) -> ArbionCelery:
+    """Create the Celery app for a Flask app and register it as app.extensions["celery"]."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = ArbionCelery(app.import_name, task_cls=FlaskTask, include=list(TASK_MODULES))
+    celery_app.config_from_object(app.config["CELERY"])
+    celery_app.conf.beat_schedule = build_beat_schedule(app.config)
+    celery_app.conf.beat_scheduler = "utils.celery_app:HeartbeatScheduler"
+    celery_app.flask_app = app
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    return celery_app
+
+
+class HeartbeatScheduler(PersistentScheduler):
+    """The default scheduler, plus a "beat" heartbeat written at most once per interval."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._last_heartbeat = float("-inf")
+        self._hostname = socket.gethostname()
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        """Run due entries, then record liveness if the heartbeat interval has passed."""
+        delay: float = super().tick(*args, **kwargs)
+        flask_app = cast(ArbionCelery, self.app).flask_app
+        every = flask_app.config["HEARTBEAT_INTERVAL"]
+        if time.monotonic() - self._last_heartbeat >= every:
+            self._record(flask_app)
+        return min(delay, every)
+
+    def _record(self, flask_app: Flask) -> None:
+        from utils.services.system import record_heartbeat
+
+        try:
+            with flask_app.app_context():
+                record_heartbeat("beat", self._hostname)
+            self._last_heartbeat = time.monotonic()
+        except SQLAlchemyError:
+            # Beat must keep scheduling even when the database blips; /ready will show it.
+            log.exception("beat.heartbeat_failed")

@@ -1,0 +1,195 @@
+"""Settings from the environment, and the refusal to run production on unsafe ones.
+
+Every setting is read here and nowhere else; env.example documents each one. ``load_config``
+returns the Flask config mapping; problems are collected and raised together, so an operator
+sees every mistake in one message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from utils.encryption import configuration_problems as encryption_problems
+from utils.exceptions import ConfigurationError
+
+ENVIRONMENTS = ("development", "testing", "production")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class _Reader:
+    """Reads typed values from an environment mapping and remembers every problem."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def text(self, name: str, default: str = "") -> str:
+        """A stripped string, or the default when unset or blank."""
+        return (self.environ.get(name) or "").strip() or default
+
+    def flag(self, name: str, default: bool) -> bool:
+        """A boolean written as 1/0, true/false, yes/no or on/off."""
+        raw = self.text(name).lower()
+        if not raw:
+            return default
+        if raw in _TRUE or raw in _FALSE:
+            return raw in _TRUE
+        self.problems.append(f"{name} must be true or false, got {raw!r}.")
+        return default
+
+    def number(self, name: str, default: int, minimum: int = 0) -> int:
+        """An integer at least ``minimum``."""
+        raw = self.text(name)
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            self.problems.append(f"{name} must be an integer >= {minimum}, got {raw!r}.")
+            return default
+        return value
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept Heroku's ``postgres://`` scheme, which SQLAlchemy 2 no longer does."""
+    if url.startswith("postgres://"):
+        return "postgresql://" + url[len("postgres://") :]
+    return url
+
+
+def load_config(environ: Mapping[str, str] | None = None, instance_path: str = "instance") -> dict[str, Any]:
+    """Build the Flask config from the environment; raise ConfigurationError listing all problems."""
+    read = _Reader(os.environ if environ is None else environ)
+    env = read.text("ARBION_ENV", "production").lower()
+    if env not in ENVIRONMENTS:
+        read.problems.append(f"ARBION_ENV must be one of {', '.join(ENVIRONMENTS)}, got {env!r}.")
+        env = "production"
+    config = _core_settings(read, env, instance_path)
+    config.update(_security_settings(read, env))
+    config.update(_operations_settings(read, env))
+    config["ENCRYPTION"] = _encryption_settings(read)
+    read.problems.extend(_missing_secrets(config))
+    read.problems.extend(encryption_problems(config["ENCRYPTION"]))
+    if env == "production":
+        read.problems.extend(production_problems(config))
+    if read.problems:
+        raise ConfigurationError(_problem_message(env, read.problems))
+    return config
+
+
+def _core_settings(read: _Reader, env: str, instance_path: str) -> dict[str, Any]:
+    redis_url = read.text("REDIS_URL")
+    default_db = "" if env == "production" else f"sqlite:///{os.path.join(instance_path, 'arbion.db')}"
+    database_url = normalise_database_url(read.text("DATABASE_URL", default_db))
+    broker_default = redis_url or f"sqla+sqlite:///{os.path.join(instance_path, 'celery-broker.sqlite')}"
+    results_default = redis_url or f"db+sqlite:///{os.path.join(instance_path, 'celery-results.sqlite')}"
+    return {
+        "ARBION_ENV": env,
+        "DEBUG": read.flag("DEBUG", False),
+        "TESTING": env == "testing",
+        "SECRET_KEY": read.text("SECRET_KEY"),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(database_url),
+        "REDIS_URL": redis_url,
+        "CELERY": {
+            "broker_url": read.text("CELERY_BROKER_URL", broker_default),
+            "result_backend": read.text("CELERY_RESULT_BACKEND", results_default),
+            "broker_connection_retry_on_startup": True,
+            "task_acks_late": True,
+            "task_reject_on_worker_lost": True,
+            "worker_prefetch_multiplier": 1,
+            "result_expires": 3600,
+            "timezone": "UTC",
+            "enable_utc": True,
+            "beat_schedule_filename": os.path.join(instance_path, "celerybeat-schedule"),
+        },
+    }
+
+
+def _engine_options(database_url: str) -> dict[str, Any]:
+    if database_url.startswith("sqlite"):
+        # Web, worker and beat share one SQLite file: wait for locks instead of failing at once.
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20, "pool_recycle": 1800}
+
+
+def _security_settings(read: _Reader, env: str) -> dict[str, Any]:
+    redis_url = read.text("REDIS_URL")
+    return {
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": read.flag("SESSION_COOKIE_SECURE", env == "production"),
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SECURE": read.flag("SESSION_COOKIE_SECURE", env == "production"),
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=read.number("SESSION_LIFETIME_HOURS", 12, 1)),
+        "WTF_CSRF_ENABLED": True,
+        "WTF_CSRF_TIME_LIMIT": None,
+        "RATELIMIT_STORAGE_URI": read.text("RATELIMIT_STORAGE_URI", redis_url or "memory://"),
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "RATELIMIT_STRATEGY": "moving-window",
+        "LOGIN_LIMIT_PER_IP": read.text("LOGIN_LIMIT_PER_IP", "30 per 5 minutes"),
+        "LOGIN_LIMIT_PER_ACCOUNT": read.text("LOGIN_LIMIT_PER_ACCOUNT", "5 per 5 minutes"),
+        "PASSWORD_MIN_LENGTH": read.number("PASSWORD_MIN_LENGTH", 12, 8),
+        "PROXY_FIX_X_FOR": read.number("PROXY_FIX_X_FOR", 0),
+        "SUPERADMIN_EMAIL": read.text("SUPERADMIN_EMAIL"),
+        "SUPERADMIN_PASSWORD": read.text("SUPERADMIN_PASSWORD"),
+    }
+
+
+def _operations_settings(read: _Reader, env: str) -> dict[str, Any]:
+    interval = read.number("HEARTBEAT_INTERVAL", 30, 1)
+    return {
+        "LOG_LEVEL": read.text("LOG_LEVEL", "INFO").upper(),
+        "LOG_FORMAT": read.text("LOG_FORMAT", "json" if env == "production" else "console").lower(),
+        "HEARTBEAT_INTERVAL": interval,
+        "HEARTBEAT_MAX_AGE": read.number("HEARTBEAT_MAX_AGE", interval * 3, 1),
+        "AUDIT_RETENTION_DAYS": read.number("AUDIT_RETENTION_DAYS", 365, 1),
+    }
+
+
+def _encryption_settings(read: _Reader) -> dict[str, str]:
+    names = ("ENCRYPTION_KEY", "ENCRYPTION_SECRET", "ENCRYPTION_SALT", "SESSION_SECRET", "ENCRYPTION_KEYS_OLD")
+    return {name: read.text(name) for name in names}
+
+
+def _missing_secrets(config: Mapping[str, Any]) -> list[str]:
+    if config["SECRET_KEY"]:
+        return []
+    return ['SECRET_KEY is not set. Generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"']
+
+
+_PRODUCTION_CHECKS: tuple[tuple[Callable[[Mapping[str, Any]], bool], str], ...] = (
+    (lambda c: bool(c["DEBUG"]), "DEBUG is on. Unset DEBUG (or set DEBUG=false) in production."),
+    (
+        lambda c: not c["SQLALCHEMY_DATABASE_URI"],
+        "DATABASE_URL is not set. Point it at PostgreSQL (postgresql://user:pass@host/db).",
+    ),
+    (
+        lambda c: c["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"),
+        "DATABASE_URL points at SQLite. Production needs PostgreSQL.",
+    ),
+    (
+        lambda c: not c["REDIS_URL"],
+        "REDIS_URL is not set. Production needs Redis for Celery, locks, rate limits and cache.",
+    ),
+    (
+        lambda c: len(c["SECRET_KEY"]) < 32 and bool(c["SECRET_KEY"]),
+        "SECRET_KEY is shorter than 32 characters. Use a long random value.",
+    ),
+)
+
+
+def production_problems(config: Mapping[str, Any]) -> list[str]:
+    """Every unsafe setting that production must refuse, as readable sentences."""
+    return [message for is_unsafe, message in _PRODUCTION_CHECKS if is_unsafe(config)]
+
+
+def _problem_message(env: str, problems: list[str]) -> str:
+    lines = "\n".join(f"  - {problem}" for problem in problems)
+    return f"ArbionTrader refuses to start ({env} configuration):\n{lines}\nSee env.example for every setting."

@@ -1,0 +1,82 @@
+"""Money and time column types that keep Decimal exact and datetimes in UTC on every backend.
+
+SQLite's NUMERIC affinity silently turns values into floats, so on SQLite money is stored as
+TEXT; PostgreSQL gets a real Numeric(28, 10).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+MONEY_PRECISION = 28
+MONEY_SCALE = 10
+
+
+def to_decimal(value: Any) -> Decimal:
+    """Convert a str/int/Decimal to Decimal; floats are refused because they are already inexact."""
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, bool | float):
+        raise TypeError(f"refusing {type(value).__name__} as money: pass a str or Decimal")
+    try:
+        return Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise ValueError(f"not a decimal number: {value!r}") from exc
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class Money(TypeDecorator[Decimal]):
+    """Exact Decimal column: Numeric(28, 10) on PostgreSQL, TEXT on SQLite."""
+
+    impl = sa.Numeric(MONEY_PRECISION, MONEY_SCALE, asdecimal=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """Pick TEXT on SQLite so no float ever touches the value."""
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.String(64))
+        return dialect.type_descriptor(sa.Numeric(MONEY_PRECISION, MONEY_SCALE, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        """Validate and store; SQLite receives the canonical string."""
+        if value is None:
+            return None
+        amount = to_decimal(value)
+        if not amount.is_finite():
+            raise ValueError(f"money must be finite, got {amount}")
+        return format(amount, "f") if dialect.name == "sqlite" else amount
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        """Always hand Decimal back to the application."""
+        return None if value is None else Decimal(str(value))
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes; naive datetimes are refused on the way in."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Refuse naive datetimes and normalise to UTC."""
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError("datetimes must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """SQLite returns naive values: they were stored as UTC."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,0 +1,1 @@
+"""Use cases: the only code that calls brokers and commits."""

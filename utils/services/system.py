@@ -1,0 +1,97 @@
+"""Platform liveness: heartbeats of background components and the readiness checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from models import Heartbeat
+from utils.encryption import Encryptor
+from utils.exceptions import ConfigurationError
+from utils.extensions import db
+from utils.money import utcnow
+
+BROKER_CHECK_TIMEOUT_SECONDS = 2.0
+
+
+def record_heartbeat(component: str, hostname: str) -> None:
+    """Upsert the component's heartbeat (atomic on both backends) and commit."""
+    now = utcnow()
+    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(Heartbeat).values(component=component, hostname=hostname, seen_at=now, beats=1)
+    statement = statement.on_conflict_do_update(
+        index_elements=[Heartbeat.component],
+        set_={"hostname": hostname, "seen_at": now, "beats": Heartbeat.beats + 1},
+    )
+    db.session.execute(statement)
+    db.session.commit()
+
+
+def list_heartbeats() -> list[Heartbeat]:
+    """Every recorded heartbeat, for the admin status page."""
+    return list(db.session.scalars(db.select(Heartbeat).order_by(Heartbeat.component)))
+
+
+@dataclass
+class Readiness:
+    """Outcome of the readiness checks: each check's name and either "ok" or why it failed."""
+
+    checks: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        """True when every check passed."""
+        return all(result == "ok" for result in self.checks.values())
+
+
+def check_readiness() -> Readiness:
+    """Database, Celery broker, encryption self-test and beat heartbeat freshness."""
+    readiness = Readiness()
+    readiness.checks["database"] = _check_database()
+    readiness.checks["celery_broker"] = _check_celery_broker()
+    readiness.checks["encryption"] = _check_encryption()
+    readiness.checks["beat"] = _check_beat() if readiness.checks["database"] == "ok" else "unknown: database down"
+    return readiness
+
+
+def _check_database() -> str:
+    try:
+        db.session.execute(db.text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        return f"unreachable ({type(exc).__name__})"
+    return "ok"
+
+
+def _check_celery_broker() -> str:
+    celery_app = current_app.extensions["celery"]
+    try:
+        with celery_app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=BROKER_CHECK_TIMEOUT_SECONDS)
+    except Exception as exc:  # noqa: BLE001 - kombu raises transport-specific errors; any means "down".
+        return f"unreachable ({type(exc).__name__})"
+    return "ok"
+
+
+def _check_encryption() -> str:
+    encryptor: Encryptor = current_app.extensions["encryptor"]
+    try:
+        encryptor.self_test()
+    except ConfigurationError:
+        return "self-test failed"
+    return "ok"
+
+
+def _check_beat() -> str:
+    heartbeat = db.session.get(Heartbeat, "beat")
+    if heartbeat is None:
+        return "no heartbeat recorded yet"
+    max_age = timedelta(seconds=current_app.config["HEARTBEAT_MAX_AGE"])
+    age = utcnow() - heartbeat.seen_at
+    if age > max_age:
+        return f"stale: last heartbeat {int(age.total_seconds())} s ago"
+    return "ok"

@@ -1,0 +1,224 @@
+"""Accounts: creation, login, logout, roles, activation and passwords, each audited."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+
+from models import User
+from utils.enums import Role
+from utils.exceptions import AuthenticationRequiredError, ConflictError, InvalidInputError, NotFoundError
+from utils.extensions import db
+from utils.money import utcnow
+from utils.observability import get_logger
+from utils.passwords import burn_verification_time, hash_password, needs_rehash, password_problems, verify_password
+from utils.services import audit
+
+log = get_logger(__name__)
+LOGIN_FAILED_MESSAGE = "Invalid email or password."
+
+
+def normalise_email(email: str) -> str:
+    """Lower-cased, validated email (emails are case-insensitive here)."""
+    try:
+        result = validate_email(email.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidInputError(f"Invalid email address: {exc}", details={"field": "email"}) from exc
+    return result.normalized.lower()
+
+
+def check_password_policy(password: str, email: str) -> None:
+    """Raise InvalidInputError listing every way the password breaks the policy."""
+    problems = password_problems(password, email, current_app.config["PASSWORD_MIN_LENGTH"])
+    if problems:
+        raise InvalidInputError(
+            "The password does not meet the policy: " + " ".join(problems),
+            details={"field": "password", "problems": problems},
+        )
+
+
+def find_by_email(email: str) -> User | None:
+    """The user with this email (any case), or None."""
+    return db.session.scalar(db.select(User).where(User.email == email.strip().lower()))
+
+
+def get_user(user_id: int) -> User:
+    """The user with this id, or NotFoundError."""
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFoundError("No such user.")
+    return user
+
+
+def create_user(
+    email: str, password: str, role: Role = Role.TRADER, *, actor: User | None = None, display_name: str = ""
+) -> User:
+    """Create an account after checking the email and the password policy; commit and audit."""
+    email = normalise_email(email)
+    check_password_policy(password, email)
+    if find_by_email(email) is not None:
+        raise ConflictError("A user with that email already exists.", details={"field": "email"})
+    now = utcnow()
+    user = User(
+        email=email,
+        display_name=display_name.strip()[:120],
+        password_hash=hash_password(password),
+        role=role,
+        password_changed_at=now,
+    )
+    db.session.add(user)
+    db.session.flush()
+    audit.record("user.create", actor=actor, subject=user, details={"email": email, "role": role.value})
+    db.session.commit()
+    return user
+
+
+def authenticate(email: str, password: str) -> User:
+    """The active user with these credentials; AuthenticationRequiredError otherwise (audited)."""
+    user = find_by_email(email)
+    if user is None:
+        burn_verification_time()
+    if user is None or not user.active or not verify_password(user.password_hash, password):
+        audit.record("auth.login_failed", actor=user, details={"email": email.strip().lower()[:254]})
+        db.session.commit()
+        raise AuthenticationRequiredError(LOGIN_FAILED_MESSAGE)
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    user.last_login_at = utcnow()
+    audit.record("auth.login", actor=user, subject=user)
+    db.session.commit()
+    return user
+
+
+def user_for_session(session_id: str) -> User | None:
+    """The user for a Flask-Login session id "<id>:<version>", unless it was revoked."""
+    user_id, _, version = session_id.partition(":")
+    if not (user_id.isdigit() and version.isdigit()):
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or not user.active or user.session_version != int(version):
+        return None
+    return user
+
+
+def logout(user: User) -> None:
+    """End every session of this user server-side (the session version moves on)."""
+    user.session_version += 1
+    audit.record("auth.logout", actor=user, subject=user)
+    db.session.commit()
+
+
+def change_password(user: User, current_password: str, new_password: str) -> None:
+    """Change one's own password after re-checking the current one; other sessions end."""
+    if not verify_password(user.password_hash, current_password):
+        raise InvalidInputError("The current password is not correct.", details={"field": "current_password"})
+    check_password_policy(new_password, user.email)
+    _set_password(user, new_password)
+    audit.record("user.password_change", actor=user, subject=user)
+    db.session.commit()
+
+
+def _set_password(user: User, password: str) -> None:
+    user.password_hash = hash_password(password)
+    user.password_changed_at = utcnow()
+    user.session_version += 1
+
+
+# ---------------------------------------------------------------------------- admin actions
+
+
+def change_role(actor: User, user_id: int, role: Role) -> User:
+    """Give a user another role; nobody changes their own role; a last superadmin stays."""
+    user = get_user(user_id)
+    if user.id == actor.id:
+        raise ConflictError("You cannot change your own role.")
+    if user.role == Role.SUPERADMIN and role != Role.SUPERADMIN:
+        _keep_one_superadmin(user)
+    previous = user.role
+    user.role = role
+    user.session_version += 1
+    audit.record("admin.user_role", actor=actor, subject=user, details={"from": previous.value, "to": role.value})
+    db.session.commit()
+    return user
+
+
+def set_active(actor: User, user_id: int, active: bool) -> User:
+    """Activate or deactivate a user; deactivation ends their sessions."""
+    user = get_user(user_id)
+    if user.id == actor.id and not active:
+        raise ConflictError("You cannot deactivate yourself.")
+    if not active and user.role == Role.SUPERADMIN:
+        _keep_one_superadmin(user)
+    user.active = active
+    if not active:
+        user.session_version += 1
+    audit.record("admin.user_activate" if active else "admin.user_deactivate", actor=actor, subject=user)
+    db.session.commit()
+    return user
+
+
+def reset_password(actor: User, user_id: int) -> str:
+    """Give a user a new random password (returned once, never stored in clear); sessions end."""
+    user = get_user(user_id)
+    temporary = secrets.token_urlsafe(15)
+    _set_password(user, temporary)
+    audit.record("admin.user_password_reset", actor=actor, subject=user)
+    db.session.commit()
+    return temporary
+
+
+def search_users(query: str = "", limit: int = 200) -> list[User]:
+    """Users whose email or name contains the query, newest first."""
+    statement = db.select(User).order_by(User.id.desc()).limit(limit)
+    if query.strip():
+        pattern = f"%{query.strip().lower()}%"
+        statement = statement.where(db.or_(User.email.like(pattern), db.func.lower(User.display_name).like(pattern)))
+    return list(db.session.scalars(statement))
+
+
+def _keep_one_superadmin(leaving: User) -> None:
+    others = db.session.scalar(
+        db.select(db.func.count(User.id)).where(
+            User.role == Role.SUPERADMIN, User.active.is_(True), User.id != leaving.id
+        )
+    )
+    if not others:
+        raise ConflictError("The last active superadmin cannot be demoted or deactivated.")
+
+
+# ---------------------------------------------------------------------------- bootstrap and seed
+
+
+@dataclass(frozen=True)
+class SeededAccount:
+    """An account made by seeding; ``password`` is set only when we generated it just now."""
+
+    email: str
+    role: Role
+    password: str | None
+    created: bool
+
+
+def bootstrap_superadmin(email: str, password: str) -> SeededAccount:
+    """Create the configured superadmin once; an existing account is never touched."""
+    existing = find_by_email(email)
+    if existing is not None:
+        if existing.role != Role.SUPERADMIN:
+            log.warning("bootstrap.superadmin_email_taken", user_id=existing.id)
+        return SeededAccount(existing.email, existing.role, None, created=False)
+    user = create_user(email, password, Role.SUPERADMIN, display_name="Superadmin")
+    log.info("bootstrap.superadmin_created", user_id=user.id)
+    return SeededAccount(user.email, user.role, None, created=True)
+
+
+def ensure_account(email: str, role: Role, display_name: str) -> SeededAccount:
+    """Create an account with a generated password unless the email exists."""
+    existing = find_by_email(email)
+    if existing is not None:
+        return SeededAccount(existing.email, existing.role, None, created=False)
+    password = secrets.token_urlsafe(15)
+    user = create_user(email, password, role, display_name=display_name)
+    return SeededAccount(user.email, user.role, password, created=True)

@@ -1,0 +1,1 @@
+"""Celery adapters: thin, named tasks that call one service each."""

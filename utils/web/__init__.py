@@ -1,0 +1,54 @@
+"""HTTP adapters: blueprints, the login guard that covers every route, and error handling."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Flask, current_app, request
+from flask_login import current_user
+
+from models import User
+from utils.extensions import login_manager
+from utils.services import users
+
+ViewFunc = TypeVar("ViewFunc", bound=Callable[..., Any])
+
+
+def public(view: ViewFunc) -> ViewFunc:
+    """Mark a view as reachable without logging in (everything else requires a login)."""
+    view.is_public = True  # type: ignore[attr-defined]
+    return view
+
+
+def init_web(app: Flask) -> None:
+    """Register the login machinery, the global login guard, error handlers and blueprints."""
+    from utils.web import admin, auth, dashboard, errors, health
+
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please log in to continue."
+    login_manager.user_loader(_load_user)
+    login_manager.unauthorized_handler(errors.unauthorized)
+    app.before_request(_require_login)
+    app.context_processor(_template_globals)
+    errors.init_error_handlers(app)
+    for blueprint in (health.bp, auth.bp, dashboard.bp, admin.bp):
+        app.register_blueprint(blueprint)
+
+
+def _load_user(session_id: str) -> User | None:
+    return users.user_for_session(session_id)
+
+
+def _require_login() -> Any:
+    """Deny by default: a route is public only when its view says so."""
+    if request.endpoint is None or request.endpoint == "static":
+        return None
+    view = current_app.view_functions.get(request.endpoint)
+    if getattr(view, "is_public", False) or current_user.is_authenticated:
+        return None
+    return login_manager.unauthorized()
+
+
+def _template_globals() -> dict[str, Any]:
+    return {"arbion_env": current_app.config["ARBION_ENV"]}

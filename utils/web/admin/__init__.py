@@ -1,0 +1,28 @@
+"""The superadmin area: one parent blueprint whose guard covers every page under /admin."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, redirect, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+
+from utils.web.admin import system, users
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.before_request
+def _superadmins_only() -> None:
+    """Every admin page, present and future: superadmins only, others get 403."""
+    if not current_user.is_authenticated or not current_user.is_superadmin:
+        abort(403)
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    """The admin area opens on the user list."""
+    return redirect(url_for("admin.users.index"))
+
+
+bp.register_blueprint(users.bp)
+bp.register_blueprint(system.bp)

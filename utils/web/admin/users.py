@@ -1,0 +1,112 @@
+"""Admin pages for user accounts: list, create, role, activation, password reset."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, Length, Optional
+
+from utils.enums import Role
+from utils.exceptions import ConflictError, InvalidInputError
+from utils.services import users
+
+bp = Blueprint("users", __name__, url_prefix="/users")
+ROLE_CHOICES = [(role.value, role.value.title()) for role in Role]
+
+
+class NewUserForm(FlaskForm):
+    """Email, name, role and an initial password."""
+
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+    display_name = StringField("Name", validators=[Optional(), Length(max=120)])
+    role = SelectField("Role", choices=ROLE_CHOICES, default=Role.TRADER.value)
+    password = PasswordField("Initial password", validators=[DataRequired(), Length(max=128)])
+
+
+class RoleForm(FlaskForm):
+    """A new role for a user."""
+
+    role = SelectField("Role", choices=ROLE_CHOICES)
+
+
+class ConfirmForm(FlaskForm):
+    """A bare form: its CSRF token confirms the action came from our page."""
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    """Users, filtered by ?q= on email or name."""
+    query = request.args.get("q", "")[:100]
+    return render_template("admin/users.html", users=users.search_users(query), query=query)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def create() -> ResponseReturnValue:
+    """Create an account."""
+    form = NewUserForm()
+    if not form.validate_on_submit():
+        return render_template("admin/user_new.html", form=form), 400 if form.errors else 200
+    try:
+        user = users.create_user(
+            form.email.data,
+            form.password.data,
+            Role(form.role.data),
+            actor=current_user,
+            display_name=form.display_name.data or "",
+        )
+    except (InvalidInputError, ConflictError) as exc:
+        flash(exc.message, "error")
+        return render_template("admin/user_new.html", form=form), exc.status
+    flash(f"Created {user.email}.", "info")
+    return redirect(url_for("admin.users.detail", user_id=user.id))
+
+
+@bp.get("/<int:user_id>")
+def detail(user_id: int) -> ResponseReturnValue:
+    """One user with the actions an admin can take."""
+    user = users.get_user(user_id)
+    return render_template(
+        "admin/user_detail.html", user=user, role_form=RoleForm(role=user.role.value), confirm_form=ConfirmForm()
+    )
+
+
+@bp.post("/<int:user_id>/role")
+def change_role(user_id: int) -> ResponseReturnValue:
+    """Give the user another role."""
+    form = RoleForm()
+    if form.validate_on_submit():
+        _run_guarded(lambda: users.change_role(current_user, user_id, Role(form.role.data)), "Role changed.")
+    return redirect(url_for("admin.users.detail", user_id=user_id))
+
+
+@bp.post("/<int:user_id>/activate")
+def activate(user_id: int) -> ResponseReturnValue:
+    """Let the user log in again."""
+    _run_guarded(lambda: users.set_active(current_user, user_id, True), "User activated.")
+    return redirect(url_for("admin.users.detail", user_id=user_id))
+
+
+@bp.post("/<int:user_id>/deactivate")
+def deactivate(user_id: int) -> ResponseReturnValue:
+    """Stop the user from logging in and end their sessions."""
+    _run_guarded(lambda: users.set_active(current_user, user_id, False), "User deactivated.")
+    return redirect(url_for("admin.users.detail", user_id=user_id))
+
+
+@bp.post("/<int:user_id>/reset-password")
+def reset_password(user_id: int) -> ResponseReturnValue:
+    """Set a random password and show it once, on this response only."""
+    temporary = users.reset_password(current_user, user_id)
+    return render_template("admin/password_reset.html", user=users.get_user(user_id), password=temporary)
+
+
+def _run_guarded(action: object, success: str) -> None:
+    try:
+        action()  # type: ignore[operator]
+    except ConflictError as exc:
+        flash(exc.message, "error")
+        return
+    flash(success, "info")

@@ -1,0 +1,47 @@
+"""The trader's home and account pages."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_user
+from flask_wtf import FlaskForm
+from wtforms import PasswordField
+from wtforms.validators import DataRequired, EqualTo, Length
+
+from utils.exceptions import InvalidInputError
+from utils.services import users
+
+bp = Blueprint("dashboard", __name__)
+
+
+class PasswordChangeForm(FlaskForm):
+    """Current password, and the new one twice."""
+
+    current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=128)])
+    new_password = PasswordField("New password", validators=[DataRequired(), Length(max=128)])
+    confirm = PasswordField(
+        "Repeat new password", validators=[DataRequired(), EqualTo("new_password", "The passwords differ.")]
+    )
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    """The signed-in user's home page."""
+    return render_template("dashboard/index.html")
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+def change_password() -> ResponseReturnValue:
+    """Change one's own password; other sessions are ended, this one continues."""
+    form = PasswordChangeForm()
+    if not form.validate_on_submit():
+        return render_template("dashboard/password.html", form=form), 400 if form.errors else 200
+    try:
+        users.change_password(current_user, form.current_password.data, form.new_password.data)
+    except InvalidInputError as exc:
+        flash(exc.message, "error")
+        return render_template("dashboard/password.html", form=form), 422
+    login_user(current_user._get_current_object())
+    flash("Your password has been changed. Other sessions were signed out.", "info")
+    return redirect(url_for("dashboard.index"))
