@@ -1,0 +1,41 @@
+# ArbionTrader: `make run` starts the whole platform on the embedded default; `make test` runs the tests.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LOCAL_ENV := instance/local.env
+FLASK := $(BIN)/flask --app app
+
+.PHONY: run test lint format install clean-local
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install runtime and dev requirements
+
+$(LOCAL_ENV): | $(STAMP)
+	$(BIN)/python -m utils.localenv $(LOCAL_ENV)
+
+run: $(STAMP) $(LOCAL_ENV) ## Migrate, seed and start web + worker + beat at http://127.0.0.1:5000
+	set -a && . ./$(LOCAL_ENV) && set +a && \
+	$(FLASK) db upgrade && \
+	$(FLASK) seed demo && \
+	echo "ArbionTrader: http://127.0.0.1:$${PORT:-5000}  (Ctrl-C stops everything)" && \
+	PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/honcho -f Procfile.dev start
+
+test: $(STAMP) ## Run the whole suite (PostgreSQL/Redis when TEST_DATABASE_URL/TEST_REDIS_URL are set)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
