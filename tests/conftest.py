@@ -11,7 +11,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
-from tests.support import TEST_DATABASE_URL, TEST_REDIS_URL, base_environ, reset_schema, truncate_all
+from tests.support import (
+    TEST_DATABASE_URL,
+    TEST_REDIS_URL,
+    IsolatedClient,
+    base_environ,
+    reset_schema,
+    truncate_all,
+)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -43,6 +50,7 @@ def app(environ: dict[str, str]) -> Iterator[Flask]:
     if TEST_REDIS_URL:
         redis.Redis.from_url(TEST_REDIS_URL).flushdb()
     application = create_app(environ)
+    application.test_client_class = IsolatedClient
     with application.app_context():
         yield application
         from utils.extensions import db

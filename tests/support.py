@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 from typing import Any
@@ -19,6 +20,15 @@ TEST_ENCRYPTION_KEY = Fernet.generate_key().decode()
 TEST_SECRET_KEY = "test-secret-key-" + "k" * 40
 DEFAULT_PASSWORD = "correct horse battery staple"
 _CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
+
+
+class IsolatedClient(FlaskClient):
+    """Each request runs in its own app context (fresh ``g`` and DB session), as in production,
+    even while the test itself holds an app context for its own queries."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        """Send the request from an empty contextvars context."""
+        return contextvars.Context().run(super().open, *args, **kwargs)
 
 
 def base_environ(database_url: str, **overrides: str) -> dict[str, str]:

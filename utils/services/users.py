@@ -180,12 +180,12 @@ def search_users(query: str = "", limit: int = 200) -> list[User]:
 
 
 def _keep_one_superadmin(leaving: User) -> None:
-    others = db.session.scalar(
-        db.select(db.func.count(User.id)).where(
-            User.role == Role.SUPERADMIN, User.active.is_(True), User.id != leaving.id
-        )
-    )
-    if not others:
+    # Lock every active superadmin row (the leaving one too), so two superadmins demoting each
+    # other at the same moment are serialised and the second one sees the first one's change.
+    superadmins = db.session.scalars(
+        db.select(User.id).where(User.role == Role.SUPERADMIN, User.active.is_(True)).with_for_update()
+    ).all()
+    if not set(superadmins) - {leaving.id}:
         raise ConflictError("The last active superadmin cannot be demoted or deactivated.")
 
 

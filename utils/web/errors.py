@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, jsonify, make_response, redirect, render_template, request, url_for
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from utils.exceptions import ArbionError, AuthenticationRequiredError, error_envelope
@@ -59,7 +60,8 @@ def unauthorized() -> Any:
 def _handle_http_exception(exc: HTTPException) -> Any:
     status = exc.code or 500
     code, message = _HTTP_CODES.get(status, ("http_error", "The request failed."))
-    if exc.name == "CSRF Error":
+    if isinstance(exc, CSRFError):
+        log.info("request.csrf_rejected", reason=exc.description, path=request.path)
         code, message = "csrf_failed", _CSRF_MESSAGE
     response = error_response(status, code, message)
     for name, value in exc.get_headers():

@@ -7,6 +7,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 
 from utils.enums import Role
@@ -14,7 +15,7 @@ from utils.exceptions import ConflictError, InvalidInputError
 from utils.services import users
 
 bp = Blueprint("users", __name__, url_prefix="/users")
-ROLE_CHOICES = [(role.value, role.value.title()) for role in Role]
+ROLE_CHOICES = [SelectChoice(role.value, role.value.title()) for role in Role]
 
 
 class NewUserForm(FlaskForm):

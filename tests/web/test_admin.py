@@ -1,0 +1,172 @@
+"""The admin area: one guard for every route, guarded actions, and an audit entry for each."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from models import AuditLog, User
+from tests.support import DEFAULT_PASSWORD, csrf_token, login, make_user, post_form
+from utils.enums import Role
+from utils.extensions import db
+
+
+@pytest.fixture()
+def superadmin(client: FlaskClient) -> User:
+    user = make_user("root@example.com", Role.SUPERADMIN)
+    assert login(client, "root@example.com").status_code == 302
+    return user
+
+
+def admin_rules(app: Flask) -> list[tuple[str, str]]:
+    """Every (method, concrete path) under /admin, built from the URL map so none can be missed."""
+    rules = []
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/admin"):
+            continue
+        path = re.sub(r"<(?:\w+:)?\w+>", "1", rule.rule)
+        rules.extend((method, path) for method in sorted(rule.methods - {"HEAD", "OPTIONS"}))
+    return rules
+
+
+def actions() -> list[str]:
+    return list(db.session.scalars(db.select(AuditLog.action).order_by(AuditLog.id)))
+
+
+def test_the_admin_area_has_routes_to_guard(app: Flask) -> None:
+    paths = {path for _, path in admin_rules(app)}
+    assert {"/admin/", "/admin/users/", "/admin/users/new", "/admin/system/"} <= paths
+
+
+@pytest.mark.parametrize("role", [Role.TRADER, Role.ADMIN])
+def test_every_admin_route_is_403_for_non_superadmins(app: Flask, client: FlaskClient, role: Role) -> None:
+    make_user("someone@example.com", role)
+    login(client, "someone@example.com")
+    token = csrf_token(client, "/")
+    before = actions()
+    for method, path in admin_rules(app):
+        response = client.open(path, method=method, data={"csrf_token": token, "role": "superadmin"})
+        assert response.status_code == 403, (method, path)
+    assert actions() == before, "a refused admin request must not change anything"
+
+
+def test_every_admin_route_refuses_anonymous_visitors(app: Flask, client: FlaskClient) -> None:
+    token = csrf_token(client, "/auth/login")
+    for method, path in admin_rules(app):
+        response = client.open(path, method=method, data={"csrf_token": token})
+        assert response.status_code == 302, (method, path)
+        assert response.headers["Location"].startswith("/auth/login")
+
+
+def test_superadmin_sees_users_and_can_search(client: FlaskClient, superadmin: User) -> None:
+    make_user("alice@example.com")
+    make_user("bob@example.com")
+    page = client.get("/admin/users/?q=ALICE").get_data(as_text=True)
+    assert "alice@example.com" in page
+    assert "bob@example.com" not in page
+
+
+def test_superadmin_creates_a_user_and_it_is_audited(client: FlaskClient, superadmin: User) -> None:
+    response = post_form(
+        client,
+        "/admin/users/new",
+        "/admin/users/new",
+        {"email": "New.Trader@Example.com", "display_name": "New", "role": "trader", "password": "a long enough passphrase"},
+    )
+    assert response.status_code == 302
+    created = db.session.scalar(db.select(User).where(User.email == "new.trader@example.com"))
+    assert created is not None and created.role == Role.TRADER
+    entry = db.session.scalar(db.select(AuditLog).where(AuditLog.subject_id == str(created.id)))
+    assert entry.actor_id == superadmin.id and entry.subject_id == str(created.id)
+    assert "a long enough passphrase" not in str(entry.details)
+
+
+def test_creating_a_duplicate_or_weak_user_shows_why(client: FlaskClient, superadmin: User) -> None:
+    data = {"email": "root@example.com", "role": "trader", "password": "a long enough passphrase"}
+    response = post_form(client, "/admin/users/new", "/admin/users/new", data)
+    assert response.status_code == 409
+    assert "already exists" in response.get_data(as_text=True)
+    data = {"email": "x@example.com", "role": "trader", "password": "short"}
+    response = post_form(client, "/admin/users/new", "/admin/users/new", data)
+    assert response.status_code == 422
+    assert "Use at least 12 characters." in response.get_data(as_text=True)
+
+
+def test_role_change_and_deactivation_are_applied_and_audited(
+    app: Flask, client: FlaskClient, superadmin: User
+) -> None:
+    target = make_user("target@example.com")
+    target_client = app.test_client()
+    login(target_client, "target@example.com")
+    page = f"/admin/users/{target.id}"
+    post_form(client, page, f"{page}/role", {"role": "admin"})
+    post_form(client, page, f"{page}/deactivate")
+    db.session.expire_all()
+    assert (target.role, target.active) == (Role.ADMIN, False)
+    assert target_client.get("/").status_code == 302, "deactivation ends the user's sessions"
+    assert login(app.test_client(), "target@example.com").status_code == 401
+    post_form(client, page, f"{page}/activate")
+    db.session.expire_all()
+    assert target.active
+    admin_actions = [action for action in actions() if action.startswith("admin.")]
+    assert admin_actions == ["admin.user_role", "admin.user_deactivate", "admin.user_activate"]
+
+
+def test_password_reset_shows_a_new_password_once(app: Flask, client: FlaskClient, superadmin: User) -> None:
+    target = make_user("target@example.com")
+    response = post_form(client, f"/admin/users/{target.id}", f"/admin/users/{target.id}/reset-password")
+    assert response.status_code == 200
+    password = re.search(r'<code class="secret">([^<]+)</code>', response.get_data(as_text=True)).group(1)
+    assert login(app.test_client(), "target@example.com", DEFAULT_PASSWORD).status_code == 401
+    assert login(app.test_client(), "target@example.com", password).status_code == 302
+    assert "admin.user_password_reset" in actions()
+    assert password not in str([e.details for e in db.session.scalars(db.select(AuditLog))])
+
+
+def test_nobody_demotes_or_deactivates_themselves(client: FlaskClient, superadmin: User) -> None:
+    page = f"/admin/users/{superadmin.id}"
+    response = post_form(client, page, f"{page}/role", {"role": "trader"})
+    assert response.status_code == 302
+    assert "You cannot change your own role." in client.get(page).get_data(as_text=True)
+    post_form(client, page, f"{page}/deactivate")
+    db.session.expire_all()
+    assert (superadmin.role, superadmin.active) == (Role.SUPERADMIN, True)
+
+
+def test_a_superadmin_can_demote_another_while_one_remains(client: FlaskClient, superadmin: User) -> None:
+    second = make_user("second@example.com", Role.SUPERADMIN)
+    page = f"/admin/users/{second.id}"
+    post_form(client, page, f"{page}/role", {"role": "trader"})
+    db.session.expire_all()
+    assert second.role == Role.TRADER
+
+
+def test_the_last_active_superadmin_cannot_be_demoted_or_deactivated(app: Flask) -> None:
+    from utils.exceptions import ConflictError
+    from utils.services import users
+
+    last = make_user("last@example.com", Role.SUPERADMIN)
+    operator = make_user("ops@example.com", Role.ADMIN)
+    with pytest.raises(ConflictError, match="last active superadmin"):
+        users.change_role(operator, last.id, Role.TRADER)
+    with pytest.raises(ConflictError, match="last active superadmin"):
+        users.set_active(operator, last.id, False)
+    db.session.expire_all()
+    assert (last.role, last.active) == (Role.SUPERADMIN, True)
+
+
+def test_system_page_shows_readiness_and_heartbeats(client: FlaskClient, superadmin: User) -> None:
+    from utils.services.system import record_heartbeat
+
+    record_heartbeat("beat", "beat-host-1")
+    page = client.get("/admin/system/").get_data(as_text=True)
+    assert "beat-host-1" in page
+    assert "database" in page
+
+
+def test_audit_page_lists_entries(client: FlaskClient, superadmin: User) -> None:
+    page = client.get("/admin/system/audit").get_data(as_text=True)
+    assert "auth.login" in page
