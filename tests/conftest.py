@@ -64,4 +64,3 @@ def app(environ: dict[str, str]) -> Iterator[Flask]:
 def client(app: Flask) -> FlaskClient:
     """A browser-like test client."""
     return app.test_client()
-

@@ -68,13 +68,14 @@ def truncate_all(app: Flask) -> None:
     """Empty every application table (fast reset between tests)."""
     from utils.extensions import db
 
-    tables = [table.name for table in db.metadata.sorted_tables]
+    tables = db.metadata.sorted_tables
     with db.engine.begin() as connection:
         if db.engine.dialect.name == "postgresql":
-            connection.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            names = ", ".join(table.name for table in tables)
+            connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         else:
             for table in reversed(tables):
-                connection.execute(sa.text(f'DELETE FROM "{table}"'))
+                connection.execute(table.delete())
 
 
 def make_user(email: str = "trader@example.com", role: Role = Role.TRADER, password: str = DEFAULT_PASSWORD) -> Any:

@@ -72,7 +72,9 @@ def test_create_app_refuses_to_start_on_unsafe_production() -> None:
 
 
 def test_development_uses_the_embedded_default(tmp_path: object) -> None:
-    config = load_config({"ARBION_ENV": "development", "SECRET_KEY": "s", "ENCRYPTION_KEY": TEST_ENCRYPTION_KEY}, "/srv/i")
+    config = load_config(
+        {"ARBION_ENV": "development", "SECRET_KEY": "s", "ENCRYPTION_KEY": TEST_ENCRYPTION_KEY}, "/srv/i"
+    )
     assert config["SQLALCHEMY_DATABASE_URI"] == "sqlite:////srv/i/arbion.db"
     assert config["CELERY"]["broker_url"] == "sqla+sqlite:////srv/i/celery-broker.sqlite"
     assert config["RATELIMIT_STORAGE_URI"] == "memory://"

@@ -56,7 +56,9 @@ def test_session_secret_is_the_backward_compatible_fallback() -> None:
 
 
 def test_encryption_key_wins_over_a_derived_key() -> None:
-    both = build_encryptor({"ENCRYPTION_KEY": TEST_ENCRYPTION_KEY, "ENCRYPTION_SECRET": SECRET, "ENCRYPTION_SALT": SALT})
+    both = build_encryptor(
+        {"ENCRYPTION_KEY": TEST_ENCRYPTION_KEY, "ENCRYPTION_SECRET": SECRET, "ENCRYPTION_SALT": SALT}
+    )
     only_key = build_encryptor({"ENCRYPTION_KEY": TEST_ENCRYPTION_KEY})
     assert only_key.decrypt(both.encrypt("v")) == "v"
 

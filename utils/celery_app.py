@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from celery import Celery, Task
 from celery.beat import PersistentScheduler
+from celery.signals import worker_init
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -43,6 +44,21 @@ def celery_init_app(app: Flask) -> ArbionCelery:
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     return celery_app
+
+
+@worker_init.connect
+def declare_queues_before_start(sender: Any, **kwargs: Any) -> None:
+    """Create the queues once, before the consumer and the embedded beat start.
+
+    kombu's SQLAlchemy transport (the embedded default) creates a queue with check-then-insert;
+    when the worker and `-B` beat do it at the same moment, one dies on the unique queue name.
+    """
+    celery_app = sender.app
+    if not str(celery_app.conf.broker_url).startswith("sqla+"):
+        return
+    with celery_app.connection_for_write() as connection:
+        for queue in celery_app.amqp.queues.values():
+            queue.bind(connection.default_channel).declare()
 
 
 class HeartbeatScheduler(PersistentScheduler):

@@ -70,6 +70,19 @@ def redact_secrets(logger: Any, method: str, event_dict: MutableMapping[str, Any
     return event_dict
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (servers and tests swap it)."""
+
+    @property
+    def stream(self) -> Any:
+        """The current standard error."""
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """Ignored: the stream is always the current standard error."""
+
+
 def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     """Route structlog and the standard library through one redacting pipeline."""
     shared: list[Any] = [
@@ -90,7 +103,7 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderrHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -127,3 +140,7 @@ def init_request_ids(app: Flask) -> None:
         if "request_id" in g:
             response.headers["X-Request-ID"] = g.request_id
         return response
+
+    @app.teardown_request
+    def _forget_request_id(exc: BaseException | None) -> None:
+        structlog.contextvars.clear_contextvars()

@@ -74,7 +74,12 @@ def test_superadmin_creates_a_user_and_it_is_audited(client: FlaskClient, supera
         client,
         "/admin/users/new",
         "/admin/users/new",
-        {"email": "New.Trader@Example.com", "display_name": "New", "role": "trader", "password": "a long enough passphrase"},
+        {
+            "email": "New.Trader@Example.com",
+            "display_name": "New",
+            "role": "trader",
+            "password": "a long enough passphrase",
+        },
     )
     assert response.status_code == 302
     created = db.session.scalar(db.select(User).where(User.email == "new.trader@example.com"))

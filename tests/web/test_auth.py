@@ -48,7 +48,12 @@ def test_pages_require_login_and_redirect_back_after(client: FlaskClient) -> Non
     token = csrf_token(client, "/auth/login?next=/account/password")
     response = client.post(
         "/auth/login",
-        data={"email": "trader@example.com", "password": DEFAULT_PASSWORD, "next": "/account/password", "csrf_token": token},
+        data={
+            "email": "trader@example.com",
+            "password": DEFAULT_PASSWORD,
+            "next": "/account/password",
+            "csrf_token": token,
+        },
     )
     assert response.headers["Location"] == "/account/password"
 
@@ -132,7 +137,11 @@ def test_password_change_ends_other_sessions_but_not_this_one(app: Flask, client
         client,
         "/account/password",
         "/account/password",
-        {"current_password": DEFAULT_PASSWORD, "new_password": "a brand new passphrase", "confirm": "a brand new passphrase"},
+        {
+            "current_password": DEFAULT_PASSWORD,
+            "new_password": "a brand new passphrase",
+            "confirm": "a brand new passphrase",
+        },
     )
     assert response.status_code == 302
     assert client.get("/").status_code == 200
@@ -144,7 +153,10 @@ def test_password_policy_is_enforced_on_change(client: FlaskClient) -> None:
     make_user()
     login(client, "trader@example.com")
     response = post_form(
-        client, "/account/password", "/account/password", {"current_password": DEFAULT_PASSWORD, "new_password": "short", "confirm": "short"}
+        client,
+        "/account/password",
+        "/account/password",
+        {"current_password": DEFAULT_PASSWORD, "new_password": "short", "confirm": "short"},
     )
     assert response.status_code == 422
     assert "Use at least 12 characters." in response.get_data(as_text=True)

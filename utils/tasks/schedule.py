@@ -17,8 +17,8 @@ def build_beat_schedule(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         "worker-heartbeat": {
             "task": "system.record_worker_heartbeat",
             "schedule": float(interval),
-            # A heartbeat that waited longer than its interval is stale news: drop it.
-            "options": {"expires": float(interval)},
+            # A heartbeat that waited in the queue longer than the staleness limit is old news.
+            "options": {"expires": float(config["HEARTBEAT_MAX_AGE"])},
         },
         "purge-old-audit-logs": {
             "task": "maintenance.purge_old_audit_logs",
