@@ -97,3 +97,15 @@ def test_malformed_values_are_refused_with_their_name(name: str, value: str, exp
 def test_heroku_postgres_scheme_is_accepted() -> None:
     assert normalise_database_url("postgres://u:p@h/d") == "postgresql://u:p@h/d"
     assert normalise_database_url("postgresql://u@h/d") == "postgresql://u@h/d"
+
+
+def test_env_example_documents_every_setting() -> None:
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    read = set(re.findall(r'(?:text|flag|number)\("([A-Z_]+)"', (root / "utils/config.py").read_text()))
+    read |= set(re.findall(r'"(ENCRYPTION_[A-Z_]+|SESSION_SECRET)"', (root / "utils/encryption.py").read_text()))
+    documented = set(re.findall(r"^([A-Z_]+)=", (root / "env.example").read_text(), re.MULTILINE))
+    assert read, "the settings reader changed shape: update this test"
+    assert read - documented == set()

@@ -82,7 +82,8 @@ def platform(
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
     log.close()
-    sys.stdout.write((tmp_path / "honcho.log").read_text(errors="replace")[-6000:])  # shown on failure
+    lines = (tmp_path / "honcho.log").read_text(errors="replace").splitlines()
+    sys.stdout.write("\n".join(line for line in lines if "GET /ready" not in line)[-8000:])  # shown on failure
 
 
 def recreate_database(name: str) -> None:
@@ -113,7 +114,7 @@ def heartbeats(database_url: str) -> dict[str, int]:
     with engine.connect() as connection:
         rows = connection.execute(sa.text("SELECT component, beats FROM heartbeats")).all()
     engine.dispose()
-    return dict(row.tuple() for row in rows)
+    return {str(component): int(beats) for component, beats in rows}
 
 
 def processes_in_group(pgid: int) -> list[int]:

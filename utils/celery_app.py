@@ -6,6 +6,7 @@ on every tick, so /ready can tell "beat is down" apart from "workers are down".
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from typing import Any, cast
@@ -65,9 +66,15 @@ class HeartbeatScheduler(PersistentScheduler):
     """The default scheduler, plus a "beat" heartbeat written at most once per interval."""
 
     def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
         self._last_heartbeat = float("-inf")
         self._hostname = socket.gethostname()
+        super().__init__(*args, **kwargs)
+
+    def setup_schedule(self) -> None:
+        """Make sure the schedule file's folder exists (a fresh dyno has no instance/ folder)."""
+        filename = self.schedule_filename  # type: ignore[attr-defined]  # set by PersistentScheduler
+        os.makedirs(os.path.dirname(os.path.abspath(filename)), exist_ok=True)
+        super().setup_schedule()
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         """Run due entries, then record liveness if the heartbeat interval has passed."""
