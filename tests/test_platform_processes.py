@@ -7,12 +7,14 @@ run), checks that both heartbeats advance, then stops with SIGINT and checks not
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +66,7 @@ def platform(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[dict[str, str], subprocess.Popen[bytes]]]:
     environ = stack_environ(tmp_path, request.param)
+    environ["ARBION_TEST_STACK"] = uuid.uuid4().hex
     if request.param != "embedded":
         recreate_database(STACK_DATABASE)
     subprocess.run(
@@ -79,8 +82,10 @@ def platform(
         start_new_session=True,
     )
     yield environ, process
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
+    for pid in [process.pid, *stack_processes(environ["ARBION_TEST_STACK"])]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait(timeout=10)
     log.close()
     lines = (tmp_path / "honcho.log").read_text(errors="replace").splitlines()
     sys.stdout.write("\n".join(line for line in lines if "GET /ready" not in line)[-8000:])  # shown on failure
@@ -103,8 +108,8 @@ def wait_ready(port: str, timeout: float = 60) -> requests.Response:
             response = requests.get(f"http://127.0.0.1:{port}/ready", timeout=2)
             if response.status_code == 200:
                 return response
-        except requests.ConnectionError:
-            pass
+        except requests.RequestException:
+            pass  # still starting
         time.sleep(0.5)
     raise AssertionError(f"never ready: {response.json() if response is not None else 'no answer'}")
 
@@ -117,15 +122,20 @@ def heartbeats(database_url: str) -> dict[str, int]:
     return {str(component): int(beats) for component, beats in rows}
 
 
-def processes_in_group(pgid: int) -> list[int]:
+def stack_processes(marker: str) -> list[int]:
+    """Live (non-zombie) processes started for this stack: honcho gives each child its own
+    session, so they are found by the marker in their environment, orphans included."""
     found = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getpgid(int(entry.name)) == pgid and Path(entry, "stat").read_text().split()[2] != "Z":
-                    found.append(int(entry.name))
-            except (ProcessLookupError, FileNotFoundError):
-                continue
+        if not entry.name.isdigit():
+            continue
+        try:
+            environment = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if f"ARBION_TEST_STACK={marker}".encode() in environment.split(b"\0") and state != "Z":
+            found.append(int(entry.name))
     return found
 
 
@@ -135,6 +145,7 @@ def test_web_worker_and_beat_come_up_ready_and_stop_cleanly(
 ) -> None:
     environ, process = platform
     response = wait_ready(environ["PORT"])
+    assert len(stack_processes(environ["ARBION_TEST_STACK"])) >= 4, "web master, web workers and the worker run"
     assert set(response.json()["checks"].values()) == {"ok"}
     first = heartbeats(environ["DATABASE_URL"])
     later = first
@@ -146,9 +157,9 @@ def test_web_worker_and_beat_come_up_ready_and_stop_cleanly(
         later = heartbeats(environ["DATABASE_URL"])
     assert later["beat"] > first["beat"], "beat's heartbeat advances"
     assert later.get("worker", 0) > first.get("worker", 0), "the worker executes the heartbeat task"
-    os.killpg(process.pid, signal.SIGINT)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in the terminal of `make run` sends
     assert process.wait(timeout=30) is not None
     deadline = time.monotonic() + 15
-    while processes_in_group(process.pid) and time.monotonic() < deadline:
+    while stack_processes(environ["ARBION_TEST_STACK"]) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert processes_in_group(process.pid) == [], "Ctrl-C leaves no process behind"
+    assert stack_processes(environ["ARBION_TEST_STACK"]) == [], "Ctrl-C leaves no process behind"
