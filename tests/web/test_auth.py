@@ -168,3 +168,14 @@ def test_session_cookie_flags(client: FlaskClient) -> None:
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie
     assert "SameSite=Lax" in cookie
+
+
+def test_hashes_made_with_weaker_parameters_are_upgraded_at_login(client: FlaskClient) -> None:
+    from argon2 import PasswordHasher
+
+    user = make_user()
+    user.password_hash = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(DEFAULT_PASSWORD)
+    db.session.commit()
+    assert login(client, "trader@example.com").status_code == 302
+    db.session.expire_all()
+    assert user.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
