@@ -104,6 +104,8 @@ def _core_settings(read: _Reader, env: str, instance_path: str) -> dict[str, Any
             "task_acks_late": True,
             "task_reject_on_worker_lost": True,
             "worker_prefetch_multiplier": 1,
+            # Keep our logging (structured, with secret redaction) in workers and beat too.
+            "worker_hijack_root_logger": False,
             "result_expires": 3600,
             "timezone": "UTC",
             "enable_utc": True,
