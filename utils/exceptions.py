@@ -133,6 +133,25 @@ class OrderCancellationError(TradingError):
     default_message = "The order could not be cancelled."
 
 
+class OrderRejectedError(TradingError):
+    """The broker refused the order; ``message`` is its reason in readable words."""
+
+    code = "order_rejected"
+    default_message = "The broker rejected the order."
+
+
+class UnknownOrderOutcomeError(TradingError):
+    """A write (place, replace) whose result we did not see. Never resend: reconcile instead.
+
+    Raised by broker clients on a timeout, a dropped connection, a 5xx, or an answer without an
+    order id; ``details`` carries the client order id and what is known.
+    """
+
+    status = 502
+    code = "order_outcome_unknown"
+    default_message = "The broker's answer was lost; the order will be reconciled, not resent."
+
+
 class IllegalTransitionError(TradingError):
     """An order or trade state change the state machine forbids. A programming error."""
 

@@ -1,0 +1,1 @@
+"""Broker clients behind one interface (base.Broker): paper, Schwab, Coinbase."""
