@@ -44,6 +44,10 @@ __all__ = [
     "Trade",
     "Order",
     "Fill",
+    # paper broker
+    "PaperAccount",
+    "PaperPosition",
+    "PaperOrder",
     # risk
     "RiskSettings",
     # audit
@@ -281,6 +285,75 @@ class Fill(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = created_at_column()
 
     order: Mapped[Order] = relationship(back_populates="fills")
+
+
+# ================================================================================ paper broker
+
+
+class PaperAccount(db.Model):  # type: ignore[name-defined]
+    """The paper broker's account behind one paper connection: our own sandbox ledger."""
+
+    __tablename__ = "paper_accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("broker_connections.id", ondelete="CASCADE"), unique=True, nullable=False
+    )
+    account_key: Mapped[str] = mapped_column(sa.String(32), unique=True, nullable=False)
+    cash: Mapped[Decimal] = mapped_column(Money(), nullable=False)
+    starting_cash: Mapped[Decimal] = mapped_column(Money(), nullable=False)
+    reset_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
+
+
+class PaperPosition(db.Model):  # type: ignore[name-defined]
+    """A holding in a paper account."""
+
+    __tablename__ = "paper_positions"
+    __table_args__ = (sa.UniqueConstraint("account_id", "symbol", name="uq_paper_positions_account_id_symbol"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("paper_accounts.id", ondelete="CASCADE"), nullable=False)
+    symbol: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    quantity: Mapped[Decimal] = mapped_column(Money(), nullable=False)
+    average_price: Mapped[Decimal] = mapped_column(Money(), nullable=False)
+
+
+class PaperOrder(db.Model):  # type: ignore[name-defined]
+    """An order at the paper broker, with its fills (a JSON list) and matching state."""
+
+    __tablename__ = "paper_orders"
+    __table_args__ = (
+        sa.UniqueConstraint("account_id", "client_order_id", name="uq_paper_orders_account_id_client_order_id"),
+        sa.Index("ix_paper_orders_account_status", "account_id", "status"),
+        sa.Index("ix_paper_orders_account_created", "account_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("paper_accounts.id", ondelete="CASCADE"), nullable=False)
+    order_key: Mapped[str] = mapped_column(sa.String(64), unique=True, nullable=False)
+    client_order_id: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    replaces_order_key: Mapped[str | None] = mapped_column(sa.String(64))
+    symbol: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    side: Mapped[OrderSide] = enum_column(OrderSide, nullable=False)
+    order_type: Mapped[OrderType] = enum_column(OrderType, nullable=False)
+    time_in_force: Mapped[TimeInForce] = enum_column(TimeInForce, nullable=False)
+    status: Mapped[OrderStatus] = enum_column(OrderStatus, nullable=False)
+    quantity: Mapped[Decimal] = mapped_column(Money(), nullable=False)
+    limit_price: Mapped[Decimal | None] = mapped_column(Money())
+    stop_price: Mapped[Decimal | None] = mapped_column(Money())
+    trail_offset: Mapped[Decimal | None] = mapped_column(Money())
+    trail_anchor: Mapped[Decimal | None] = mapped_column(Money())
+    triggered: Mapped[bool] = mapped_column(nullable=False, default=False)
+    filled_quantity: Mapped[Decimal] = mapped_column(Money(), nullable=False, default=Decimal(0))
+    # [{"fill_id", "quantity", "price", "commission", "time"}] with decimals and times as strings.
+    fills: Mapped[list[dict[str, str]]] = mapped_column(sa.JSON, nullable=False, default=list)
+    status_detail: Mapped[str] = mapped_column(sa.String(500), nullable=False, default="")
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    updated_at: Mapped[datetime] = updated_at_column()
 
 
 # ================================================================================ risk

@@ -8,11 +8,12 @@ from flask.cli import AppGroup
 
 from utils.enums import Role
 from utils.exceptions import ArbionError
-from utils.services import credentials, users
+from utils.services import connections, credentials, users
 
 users_cli = AppGroup("users", help="Manage user accounts.")
 crypto_cli = AppGroup("crypto", help="Manage credential encryption.")
 seed_cli = AppGroup("seed", help="Create starter data.")
+brokers_cli = AppGroup("brokers", help="Check broker connections.")
 
 DEMO_TRADER_EMAIL = "demo@example.com"
 LOCAL_SUPERADMIN_EMAIL = "admin@example.com"
@@ -20,7 +21,7 @@ LOCAL_SUPERADMIN_EMAIL = "admin@example.com"
 
 def init_cli(app: Flask) -> None:
     """Register the command groups on the app."""
-    for group in (users_cli, crypto_cli, seed_cli):
+    for group in (users_cli, crypto_cli, seed_cli, brokers_cli):
         app.cli.add_command(group)
 
 
@@ -86,3 +87,17 @@ def _echo_account(account: users.SeededAccount) -> None:
         click.echo(f"{account.role.value:<10} {account.email} password: {account.password}  <- shown once, save it")
     else:
         click.echo(f"{account.role.value:<10} {account.email} (password from SUPERADMIN_PASSWORD)")
+
+
+@brokers_cli.command("ping")
+def ping_brokers() -> None:
+    """Call every connection's broker once and print its status (exit 1 if any is unhealthy)."""
+    checked = connections.check_all_connections()
+    for connection in checked:
+        detail = f" ({connection.status_detail})" if connection.status_detail else ""
+        click.echo(
+            f"#{connection.id} {connection.provider.value:<8} user {connection.user_id}: {connection.status.value}{detail}"
+        )
+    click.echo(f"{len(checked)} connection(s) checked.")
+    if any(connection.status.value != "connected" for connection in checked):
+        raise SystemExit(1)

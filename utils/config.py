@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from utils.encryption import configuration_problems as encryption_problems
@@ -55,6 +56,18 @@ class _Reader:
             return default
         return value
 
+    def decimal(self, name: str, default: str) -> Decimal:
+        """A non-negative decimal number (money, basis points)."""
+        raw = self.text(name, default)
+        try:
+            value = Decimal(raw)
+        except InvalidOperation:
+            value = Decimal(-1)
+        if not value.is_finite() or value < 0:
+            self.problems.append(f"{name} must be a non-negative number, got {raw!r}.")
+            return Decimal(default)
+        return value
+
 
 def normalise_database_url(url: str) -> str:
     """Accept Heroku's ``postgres://`` scheme, which SQLAlchemy 2 no longer does."""
@@ -73,6 +86,7 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: str = "
     config = _core_settings(read, env, instance_path)
     config.update(_security_settings(read, env))
     config.update(_operations_settings(read, env))
+    config.update(_broker_settings(read))
     config["ENCRYPTION"] = _encryption_settings(read)
     read.problems.extend(_missing_secrets(config))
     read.problems.extend(encryption_problems(config["ENCRYPTION"]))
@@ -152,6 +166,23 @@ def _operations_settings(read: _Reader, env: str) -> dict[str, Any]:
         "HEARTBEAT_INTERVAL": interval,
         "HEARTBEAT_MAX_AGE": read.number("HEARTBEAT_MAX_AGE", interval * 3, 1),
         "AUDIT_RETENTION_DAYS": read.number("AUDIT_RETENTION_DAYS", 365, 1),
+    }
+
+
+def _broker_settings(read: _Reader) -> dict[str, Any]:
+    return {
+        "PAPER_STARTING_CASH": read.decimal("PAPER_STARTING_CASH", "100000"),
+        "PAPER_SLIPPAGE_BPS": read.decimal("PAPER_SLIPPAGE_BPS", "2"),
+        "PAPER_LIQUIDITY_PER_TICK": read.decimal("PAPER_LIQUIDITY_PER_TICK", "10000"),
+        "PAPER_COMMISSION_BPS": read.decimal("PAPER_COMMISSION_BPS", "0"),
+        "PAPER_COMMISSION_MINIMUM": read.decimal("PAPER_COMMISSION_MINIMUM", "0"),
+        "PAPER_PRICE_SEED": read.number("PAPER_PRICE_SEED", 0),
+        "SCHWAB_CLIENT_ID": read.text("SCHWAB_CLIENT_ID"),
+        "SCHWAB_CLIENT_SECRET": read.text("SCHWAB_CLIENT_SECRET"),
+        "SCHWAB_REDIRECT_URI": read.text("SCHWAB_REDIRECT_URI"),
+        "SCHWAB_API_BASE_URL": read.text("SCHWAB_API_BASE_URL", "https://api.schwabapi.com"),
+        "SCHWAB_ORDER_WRITES_PER_MINUTE": read.number("SCHWAB_ORDER_WRITES_PER_MINUTE", 120, 1),
+        "COINBASE_API_BASE_URL": read.text("COINBASE_API_BASE_URL", "https://api.coinbase.com"),
     }
 
 

@@ -13,6 +13,7 @@ from wtforms.validators import DataRequired, Length, Optional
 from utils.enums import Role
 from utils.exceptions import ConflictError, InvalidInputError
 from utils.services import users
+from utils.web.feedback import attempt
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 ROLE_CHOICES = [SelectChoice(role.value, role.value.title()) for role in Role]
@@ -79,21 +80,21 @@ def change_role(user_id: int) -> ResponseReturnValue:
     """Give the user another role."""
     form = RoleForm()
     if form.validate_on_submit():
-        _run_guarded(lambda: users.change_role(current_user, user_id, Role(form.role.data)), "Role changed.")
+        attempt(lambda: users.change_role(current_user, user_id, Role(form.role.data)), "Role changed.")
     return redirect(url_for("admin.users.detail", user_id=user_id))
 
 
 @bp.post("/<int:user_id>/activate")
 def activate(user_id: int) -> ResponseReturnValue:
     """Let the user log in again."""
-    _run_guarded(lambda: users.set_active(current_user, user_id, True), "User activated.")
+    attempt(lambda: users.set_active(current_user, user_id, True), "User activated.")
     return redirect(url_for("admin.users.detail", user_id=user_id))
 
 
 @bp.post("/<int:user_id>/deactivate")
 def deactivate(user_id: int) -> ResponseReturnValue:
     """Stop the user from logging in and end their sessions."""
-    _run_guarded(lambda: users.set_active(current_user, user_id, False), "User deactivated.")
+    attempt(lambda: users.set_active(current_user, user_id, False), "User deactivated.")
     return redirect(url_for("admin.users.detail", user_id=user_id))
 
 
@@ -102,12 +103,3 @@ def reset_password(user_id: int) -> ResponseReturnValue:
     """Set a random password and show it once, on this response only."""
     temporary = users.reset_password(current_user, user_id)
     return render_template("admin/password_reset.html", user=users.get_user(user_id), password=temporary)
-
-
-def _run_guarded(action: object, success: str) -> None:
-    try:
-        action()  # type: ignore[operator]
-    except ConflictError as exc:
-        flash(exc.message, "error")
-        return
-    flash(success, "info")

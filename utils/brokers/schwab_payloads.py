@@ -1,0 +1,329 @@
+"""Schwab Trader API payloads: order JSON out, orders, quotes, balances and transactions in.
+
+Pure functions, no I/O. Request prices are strings (2 decimals at $1 or above, 4 below) and
+quantities whole numbers; answers are decoded with ``parse_float=Decimal`` so money stays exact.
+Shapes: /work/shared/BROKER_APIS.md ("Charles Schwab Trader API").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from utils.brokers.base import Balance, BrokerOrder, BrokerPosition, Fill, MarketHours, OrderRequest, Quote, Transaction
+from utils.enums import OrderSide, OrderStatus, OrderType, TimeInForce
+from utils.exceptions import DataValidationError, InvalidOrderError
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+DURATIONS = {
+    TimeInForce.DAY: "DAY",
+    TimeInForce.GTC: "GOOD_TILL_CANCEL",
+    TimeInForce.IOC: "IMMEDIATE_OR_CANCEL",
+    TimeInForce.FOK: "FILL_OR_KILL",
+}
+INSTRUCTIONS = {
+    OrderSide.BUY: "BUY",
+    OrderSide.SELL: "SELL",
+    OrderSide.SELL_SHORT: "SELL_SHORT",
+    OrderSide.BUY_TO_COVER: "BUY_TO_COVER",
+}
+ORDER_TYPES = {
+    OrderType.MARKET: "MARKET",
+    OrderType.LIMIT: "LIMIT",
+    OrderType.STOP: "STOP",
+    OrderType.STOP_LIMIT: "STOP_LIMIT",
+    OrderType.TRAILING_STOP: "TRAILING_STOP",
+}
+SIDES = {value: key for key, value in INSTRUCTIONS.items()}
+TYPES = {value: key for key, value in ORDER_TYPES.items()}
+_DIRECT_STATUSES = {
+    "FILLED": OrderStatus.FILLED,
+    "CANCELED": OrderStatus.CANCELLED,
+    "REJECTED": OrderStatus.REJECTED,
+    "EXPIRED": OrderStatus.EXPIRED,
+    "REPLACED": OrderStatus.REPLACED,
+    "PENDING_CANCEL": OrderStatus.CANCEL_PENDING,
+    "UNKNOWN": OrderStatus.UNKNOWN,
+}
+# Our status -> the one Schwab status to filter on server side (others are filtered locally).
+SCHWAB_STATUS_FILTER = {ours: theirs for theirs, ours in _DIRECT_STATUSES.items()} | {
+    OrderStatus.WORKING: "WORKING",
+    OrderStatus.PARTIALLY_FILLED: "WORKING",
+}
+_LOCATION_ORDER_ID = re.compile(r"/orders/(\d+)/?$")
+
+
+# ---------------------------------------------------------------------------- requests
+
+
+def format_price(price: Decimal, name: str = "price") -> str:
+    """A request price string: 2 decimals at $1 or above, 4 below; refuses values it would round."""
+    if not price.is_finite() or price <= 0:
+        raise InvalidOrderError(f"The {name} must be a positive amount.")
+    places = Decimal("0.01") if price >= 1 else Decimal("0.0001")
+    quantized = price.quantize(places)
+    if quantized != price:
+        raise InvalidOrderError(f"The {name} {price} has more decimals than Schwab accepts ({places}).")
+    return format(quantized, "f")
+
+
+def format_quantity(quantity: Decimal) -> int:
+    """Schwab equity quantities are whole shares (no fractional trading through the API)."""
+    if not quantity.is_finite() or quantity <= 0 or quantity != quantity.to_integral_value():
+        raise InvalidOrderError("The quantity must be a positive whole number of shares.")
+    return int(quantity)
+
+
+def build_order(request: OrderRequest) -> dict[str, Any]:
+    """The order JSON for a place or replace request."""
+    order: dict[str, Any] = {
+        "session": "NORMAL",
+        "duration": DURATIONS[request.time_in_force],
+        "orderType": ORDER_TYPES[request.order_type],
+        "orderStrategyType": "SINGLE",
+        "orderLegCollection": [
+            {
+                "instruction": INSTRUCTIONS[request.side],
+                "quantity": format_quantity(request.quantity),
+                "instrument": {"symbol": request.symbol.upper(), "assetType": "EQUITY"},
+            }
+        ],
+    }
+    order.update(_price_fields(request))
+    return order
+
+
+def _price_fields(request: OrderRequest) -> dict[str, Any]:
+    kind = request.order_type
+    fields: dict[str, Any] = {}
+    if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+        fields["price"] = format_price(_required(request.limit_price, "limit price"), "limit price")
+    if kind in (OrderType.STOP, OrderType.STOP_LIMIT):
+        fields["stopPrice"] = format_price(_required(request.stop_price, "stop price"), "stop price")
+    if kind == OrderType.TRAILING_STOP:
+        offset = format_price(_required(request.trail_offset, "trail offset"), "trail offset")
+        fields |= {"stopPriceLinkBasis": "LAST", "stopPriceLinkType": "VALUE", "stopPriceOffset": offset}
+    return fields
+
+
+def _required(value: Decimal | None, name: str) -> Decimal:
+    if value is None:
+        raise InvalidOrderError(f"A {name} is required for this order type.")
+    return value
+
+
+def order_id_from_location(location: str | None) -> str | None:
+    """The order id at the end of a Location header (``…/accounts/{hash}/orders/{id}``), if any."""
+    if not location:
+        return None
+    match = _LOCATION_ORDER_ID.search(urlsplit(location).path)
+    return match.group(1) if match else None
+
+
+def schwab_time(moment: datetime) -> str:
+    """ISO-8601 in UTC with milliseconds, the form Schwab's time query parameters take."""
+    if moment.tzinfo is None:
+        raise ValueError("datetimes must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+# ---------------------------------------------------------------------------- answers
+
+
+def dec(value: Any, name: str = "value") -> Decimal:
+    """A Decimal from a JSON number or string; DataValidationError if absent or not a number."""
+    if value is None or isinstance(value, bool | float):
+        raise DataValidationError(details={"field": name})
+    try:
+        return Decimal(str(value))
+    except InvalidOperation as exc:
+        raise DataValidationError(details={"field": name}) from exc
+
+
+def parse_time(value: Any) -> datetime:
+    """An aware UTC datetime from Schwab's ISO-8601 strings ("…+0000", "…Z") or epoch milliseconds."""
+    if isinstance(value, int):
+        return EPOCH + timedelta(milliseconds=value)
+    if not isinstance(value, str):
+        raise DataValidationError(details={"field": "time"})
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise DataValidationError(details={"field": "time"}) from exc
+    if parsed.tzinfo is None:
+        raise DataValidationError(details={"field": "time", "reason": "no timezone"})
+    return parsed.astimezone(UTC)
+
+
+def map_status(schwab_status: str, filled: Decimal) -> OrderStatus:
+    """Schwab's order status in our state names; WORKING with a fill is a partial fill."""
+    if schwab_status in _DIRECT_STATUSES:
+        return _DIRECT_STATUSES[schwab_status]
+    if schwab_status == "WORKING" and filled > 0:
+        return OrderStatus.PARTIALLY_FILLED
+    return OrderStatus.WORKING
+
+
+def parse_fills(order: Mapping[str, Any]) -> tuple[Fill, ...]:
+    """Executions of an order; ``fill_id`` is activityId-legId (order id and index if absent)."""
+    fills = []
+    for a_index, activity in enumerate(order.get("orderActivityCollection") or []):
+        activity_id = activity.get("activityId", f"{order.get('orderId')}-{a_index}")
+        for l_index, leg in enumerate(activity.get("executionLegs") or []):
+            leg_id = leg.get("legId", l_index)
+            fills.append(
+                Fill(
+                    fill_id=f"{activity_id}-{leg_id}",
+                    quantity=dec(leg.get("quantity"), "executionLegs.quantity"),
+                    price=dec(leg.get("price"), "executionLegs.price"),
+                    time=parse_time(leg.get("time")),
+                )
+            )
+    return tuple(fills)
+
+
+def average_price(fills: tuple[Fill, ...]) -> Decimal | None:
+    """Quantity-weighted average fill price, or None without fills."""
+    quantity = sum((fill.quantity for fill in fills), Decimal(0))
+    if quantity == 0:
+        return None
+    return sum((fill.quantity * fill.price for fill in fills), Decimal(0)) / quantity
+
+
+def parse_order(order: Mapping[str, Any]) -> BrokerOrder:
+    """A Schwab order JSON as a BrokerOrder (single-leg equity orders)."""
+    legs = order.get("orderLegCollection") or []
+    if not legs:
+        raise DataValidationError(details={"field": "orderLegCollection", "order_id": str(order.get("orderId"))})
+    leg = legs[0]
+    fills = parse_fills(order)
+    filled = dec(order.get("filledQuantity", 0), "filledQuantity")
+    quantity = dec(order.get("quantity", leg.get("quantity")), "quantity")
+    return BrokerOrder(
+        broker_order_id=str(order.get("orderId")),
+        symbol=str(leg.get("instrument", {}).get("symbol", "")),
+        side=SIDES.get(leg.get("instruction", ""), OrderSide.BUY),
+        order_type=TYPES.get(order.get("orderType", ""), OrderType.MARKET),
+        status=map_status(str(order.get("status", "UNKNOWN")), filled),
+        quantity=quantity,
+        filled_quantity=filled,
+        remaining_quantity=dec(order.get("remainingQuantity", quantity - filled), "remainingQuantity"),
+        average_fill_price=average_price(fills),
+        limit_price=_optional_dec(order.get("price")),
+        stop_price=_optional_dec(order.get("stopPrice")),
+        entered_at=parse_time(order["enteredTime"]) if order.get("enteredTime") else None,
+        closed_at=parse_time(order["closeTime"]) if order.get("closeTime") else None,
+        status_detail=str(order.get("statusDescription", "")),
+        fills=fills,
+    )
+
+
+def _optional_dec(value: Any) -> Decimal | None:
+    return None if value is None else dec(value)
+
+
+def flatten_orders(orders: list[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+    """Every single-leg order in a list, children of OCO/TRIGGER strategies included."""
+    for order in orders:
+        if order.get("orderLegCollection"):
+            yield order
+        yield from flatten_orders(order.get("childOrderStrategies") or [])
+
+
+def quote_problem(body: Mapping[str, Any]) -> str | None:
+    """Why a symbol's quote object is unusable (a price missing, zero or negative), else None."""
+    quote = body.get("quote")
+    if not isinstance(quote, Mapping):
+        return "no quote object"
+    for key in ("lastPrice", "bidPrice", "askPrice", "mark"):
+        if not _positive(quote.get(key)):
+            return f"{key} missing or not positive"
+    if not isinstance(quote.get("quoteTime", quote.get("tradeTime")), int):
+        return "no quote time"
+    return None
+
+
+def _positive(value: Any) -> bool:
+    try:
+        return dec(value) > 0
+    except DataValidationError:
+        return False
+
+
+def parse_quote(symbol: str, body: Mapping[str, Any]) -> Quote:
+    """A Quote from one symbol's entry; call ``quote_problem`` first."""
+    quote = body["quote"]
+    return Quote(
+        symbol=symbol,
+        bid=dec(quote["bidPrice"]),
+        ask=dec(quote["askPrice"]),
+        last=dec(quote["lastPrice"]),
+        mark=dec(quote["mark"]),
+        time=parse_time(quote.get("quoteTime", quote.get("tradeTime"))),
+    )
+
+
+def parse_balance(account: Mapping[str, Any]) -> Balance:
+    """currentBalances of a securitiesAccount (cash accounts lack buyingPower: use cash available)."""
+    balances = account.get("currentBalances") or {}
+    cash = balances.get("cashBalance", balances.get("totalCash"))
+    buying_power = balances.get("buyingPower", balances.get("cashAvailableForTrading"))
+    return Balance(
+        currency="USD",
+        cash=dec(cash, "cashBalance"),
+        buying_power=dec(buying_power, "buyingPower"),
+        equity=dec(balances.get("liquidationValue"), "liquidationValue"),
+    )
+
+
+def parse_position(position: Mapping[str, Any]) -> BrokerPosition:
+    """One position; a short holding has a negative quantity."""
+    long_qty = dec(position.get("longQuantity", 0), "longQuantity")
+    short_qty = dec(position.get("shortQuantity", 0), "shortQuantity")
+    return BrokerPosition(
+        symbol=str(position.get("instrument", {}).get("symbol", "")),
+        quantity=long_qty - short_qty,
+        average_price=dec(position.get("averagePrice", 0), "averagePrice"),
+        market_value=dec(position.get("marketValue", 0), "marketValue"),
+    )
+
+
+def parse_transaction(item: Mapping[str, Any]) -> Transaction:
+    """A Transaction from one entry of the transactions list (symbol from its non-cash item)."""
+    symbol = None
+    for transfer in item.get("transferItems") or []:
+        instrument = transfer.get("instrument") or {}
+        if instrument.get("assetType") not in (None, "CURRENCY") and instrument.get("symbol"):
+            symbol = str(instrument["symbol"])
+            break
+    return Transaction(
+        transaction_id=str(item.get("activityId")),
+        kind=str(item.get("type", "")),
+        time=parse_time(item.get("time")),
+        amount=dec(item.get("netAmount", 0), "netAmount"),
+        description=str(item.get("description", "")),
+        symbol=symbol,
+    )
+
+
+def parse_market_hours(body: Mapping[str, Any], at: datetime) -> MarketHours:
+    """Equity hours for ``at``'s day: open when ``at`` falls inside a regular-market session."""
+    products = body.get("equity") or {}
+    for product in products.values():
+        sessions = (product.get("sessionHours") or {}).get("regularMarket") or []
+        if product.get("isOpen") and sessions:
+            opens_at, closes_at = parse_time(sessions[0]["start"]), parse_time(sessions[-1]["end"])
+            inside = any(parse_time(s["start"]) <= at < parse_time(s["end"]) for s in sessions)
+            return MarketHours(is_open=inside, opens_at=opens_at, closes_at=closes_at)
+    return MarketHours(is_open=False, opens_at=None, closes_at=None)
+
+
+def eastern_date(moment: datetime) -> str:
+    """The New York calendar date of a moment (Schwab's market-hours ``date`` parameter)."""
+    return moment.astimezone(ZoneInfo("America/New_York")).date().isoformat()

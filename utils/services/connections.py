@@ -1,0 +1,132 @@
+"""Broker connections: create, test, reset, and the registry that builds a client for one.
+
+Secrets are encrypted before they touch the database (utils.services.credentials) and are
+never returned; a connection's status tells the rest of the platform whether it can be used.
+"""
+
+from __future__ import annotations
+
+import secrets
+from decimal import Decimal
+
+from flask import current_app
+
+from models import BrokerConnection, PaperAccount, PaperOrder, PaperPosition, User
+from utils.brokers.base import Broker
+from utils.brokers.paper import PaperBroker, PaperSettings
+from utils.brokers.paper_prices import SyntheticPrices
+from utils.enums import ConnectionStatus, Provider
+from utils.exceptions import ArbionError, InvalidInputError, NotFoundError
+from utils.extensions import db
+from utils.money import utcnow
+from utils.services import audit
+from utils.services.paper_ledger import DatabasePaperStore
+
+MAX_PAPER_STARTING_CASH = Decimal("100000000")
+
+
+def list_connections(user: User) -> list[BrokerConnection]:
+    """The user's connections, oldest first."""
+    statement = db.select(BrokerConnection).where(BrokerConnection.user_id == user.id).order_by(BrokerConnection.id)
+    return list(db.session.scalars(statement))
+
+
+def get_connection(user: User, connection_id: int) -> BrokerConnection:
+    """One of the user's connections; NotFoundError for anyone else's."""
+    connection = db.session.get(BrokerConnection, connection_id)
+    if connection is None or connection.user_id != user.id:
+        raise NotFoundError("No such connection.")
+    return connection
+
+
+def create_paper_connection(user: User, label: str = "", starting_cash: Decimal | None = None) -> BrokerConnection:
+    """Open a paper account with its own cash; commit and audit."""
+    cash = _starting_cash(starting_cash)
+    connection = BrokerConnection(
+        user_id=user.id,
+        provider=Provider.PAPER,
+        label=(label.strip() or "Paper account")[:80],
+        status=ConnectionStatus.CONNECTED,
+    )
+    db.session.add(connection)
+    db.session.flush()
+    account = PaperAccount(connection_id=connection.id, account_key=secrets.token_hex(8), cash=cash, starting_cash=cash)
+    db.session.add(account)
+    audit.record("connection.create", actor=user, subject=connection, details={"provider": "paper", "cash": str(cash)})
+    db.session.commit()
+    return connection
+
+
+def reset_paper_account(user: User, connection_id: int, starting_cash: Decimal | None = None) -> BrokerConnection:
+    """Wipe a paper account's positions and orders and restore its cash; commit and audit."""
+    connection = get_connection(user, connection_id)
+    account = _paper_account(connection)
+    cash = _starting_cash(starting_cash if starting_cash is not None else account.starting_cash)
+    db.session.execute(db.delete(PaperPosition).where(PaperPosition.account_id == account.id))
+    db.session.execute(db.delete(PaperOrder).where(PaperOrder.account_id == account.id))
+    account.cash = account.starting_cash = cash
+    account.reset_at = utcnow()
+    audit.record("connection.paper_reset", actor=user, subject=connection, details={"cash": str(cash)})
+    db.session.commit()
+    return connection
+
+
+def check_connection(user: User, connection_id: int) -> BrokerConnection:
+    """Call the broker once (list accounts) and record the outcome on the user's connection."""
+    return _check(get_connection(user, connection_id), actor=user)
+
+
+def check_all_connections() -> list[BrokerConnection]:
+    """Check every connection of every user (``flask brokers ping``), one commit each."""
+    connections = list(db.session.scalars(db.select(BrokerConnection).order_by(BrokerConnection.id)))
+    return [_check(connection, actor=None) for connection in connections]
+
+
+def _check(connection: BrokerConnection, actor: User | None) -> BrokerConnection:
+    try:
+        broker_for(connection).accounts()
+    except ArbionError as exc:
+        connection.status = ConnectionStatus.ERROR
+        connection.status_detail = exc.message[:500]
+    else:
+        connection.status, connection.status_detail = ConnectionStatus.CONNECTED, ""
+    connection.last_tested_at = utcnow()
+    audit.record("connection.test", actor=actor, subject=connection, details={"status": connection.status.value})
+    db.session.commit()
+    return connection
+
+
+def broker_for(connection: BrokerConnection) -> Broker:
+    """The broker client for a connection (the one registry of providers)."""
+    if connection.provider == Provider.PAPER:
+        return _paper_broker(connection)
+    raise InvalidInputError(f"{connection.provider.value} connections are not available yet.")
+
+
+def _paper_broker(connection: BrokerConnection) -> PaperBroker:
+    config = current_app.config
+    settings = PaperSettings(
+        slippage_bps=config["PAPER_SLIPPAGE_BPS"],
+        liquidity_per_tick=config["PAPER_LIQUIDITY_PER_TICK"],
+        commission_bps=config["PAPER_COMMISSION_BPS"],
+        commission_minimum=config["PAPER_COMMISSION_MINIMUM"],
+    )
+    account = _paper_account(connection)
+    return PaperBroker(account.account_key, DatabasePaperStore(), SyntheticPrices(config["PAPER_PRICE_SEED"]), settings)
+
+
+def _paper_account(connection: BrokerConnection) -> PaperAccount:
+    account = db.session.scalar(db.select(PaperAccount).where(PaperAccount.connection_id == connection.id))
+    if account is None:
+        raise NotFoundError("This connection has no paper account.")
+    return account
+
+
+def _starting_cash(amount: Decimal | None) -> Decimal:
+    cash = current_app.config["PAPER_STARTING_CASH"] if amount is None else amount
+    if not (Decimal(0) < cash <= MAX_PAPER_STARTING_CASH):
+        raise InvalidInputError(
+            f"Starting cash must be more than 0 and at most {MAX_PAPER_STARTING_CASH:,}.",
+            details={"field": "starting_cash"},
+        )
+    return cash.quantize(Decimal("0.01"))

@@ -1,0 +1,175 @@
+"""The paper broker's storage in the database (implements utils.brokers.paper.PaperStore).
+
+A session locks the paper account row (SELECT ... FOR UPDATE on PostgreSQL), so the web and the
+workers never match the same account at once; every change is committed on a clean exit and
+rolled back on an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from models import PaperAccount, PaperOrder, PaperPosition
+from utils.brokers import base
+from utils.brokers import paper as engine
+from utils.brokers.base import TERMINAL_STATUSES
+from utils.enums import OrderStatus
+from utils.exceptions import NotFoundError
+from utils.extensions import db
+
+WORKING_STATUSES = [status for status in OrderStatus if status not in TERMINAL_STATUSES]
+
+
+class DatabasePaperStore:
+    """PaperStore over the paper_accounts, paper_positions and paper_orders tables."""
+
+    @contextmanager
+    def session(self, account_id: str) -> Iterator[engine.PaperAccountState]:
+        """Load the account locked, yield its state, persist it on a clean exit."""
+        account = _locked_account(account_id)
+        state = engine.PaperAccountState(
+            account_id=account.account_key,
+            cash=account.cash,
+            starting_cash=account.starting_cash,
+            positions={p.symbol: engine.PaperPosition(p.quantity, p.average_price) for p in _positions(account)},
+            orders={row.order_key: _to_order(row) for row in _working_orders(account)},
+        )
+        try:
+            yield state
+        except BaseException:
+            db.session.rollback()
+            raise
+        _persist(account, state)
+        db.session.commit()
+
+    def find_order(self, account_id: str, order_id: str) -> engine.PaperOrder | None:
+        """One order of the account by its id, in any status."""
+        row = db.session.scalar(
+            db.select(PaperOrder)
+            .join(PaperAccount)
+            .where(PaperAccount.account_key == account_id, PaperOrder.order_key == order_id)
+        )
+        return None if row is None else _to_order(row)
+
+    def list_orders(
+        self, account_id: str, since: datetime, until: datetime, status: OrderStatus | None
+    ) -> list[engine.PaperOrder]:
+        """Orders created in a window, optionally of one status, oldest first."""
+        statement = (
+            db.select(PaperOrder)
+            .join(PaperAccount)
+            .where(PaperAccount.account_key == account_id, PaperOrder.created_at.between(since, until))
+            .order_by(PaperOrder.created_at, PaperOrder.id)
+        )
+        if status is not None:
+            statement = statement.where(PaperOrder.status == status)
+        return [_to_order(row) for row in db.session.scalars(statement)]
+
+
+def _locked_account(account_key: str) -> PaperAccount:
+    account = db.session.scalar(
+        db.select(PaperAccount).where(PaperAccount.account_key == account_key).with_for_update()
+    )
+    if account is None:
+        raise NotFoundError("No such paper account.")
+    return account
+
+
+def _positions(account: PaperAccount) -> list[PaperPosition]:
+    return list(db.session.scalars(db.select(PaperPosition).where(PaperPosition.account_id == account.id)))
+
+
+def _working_orders(account: PaperAccount) -> list[PaperOrder]:
+    statement = db.select(PaperOrder).where(
+        PaperOrder.account_id == account.id, PaperOrder.status.in_(WORKING_STATUSES)
+    )
+    return list(db.session.scalars(statement))
+
+
+def _persist(account: PaperAccount, state: engine.PaperAccountState) -> None:
+    account.cash = state.cash
+    rows = {row.symbol: row for row in _positions(account)}
+    for symbol, position in state.positions.items():
+        row = rows.pop(symbol, None) or PaperPosition(account_id=account.id, symbol=symbol)
+        if position.quantity == 0:
+            if row.id is not None:
+                db.session.delete(row)
+            continue
+        row.quantity, row.average_price = position.quantity, position.average_price
+        db.session.add(row)
+    for row in rows.values():
+        db.session.delete(row)
+    existing = {row.order_key: row for row in _rows_for(account, list(state.orders))}
+    for order in state.orders.values():
+        row = existing.get(order.order_id) or PaperOrder(account_id=account.id, order_key=order.order_id)
+        _copy_order(order, row)
+        db.session.add(row)
+
+
+def _rows_for(account: PaperAccount, order_keys: list[str]) -> list[PaperOrder]:
+    if not order_keys:
+        return []
+    statement = db.select(PaperOrder).where(PaperOrder.account_id == account.id, PaperOrder.order_key.in_(order_keys))
+    return list(db.session.scalars(statement))
+
+
+_ORDER_FIELDS = (
+    "client_order_id",
+    "symbol",
+    "side",
+    "order_type",
+    "time_in_force",
+    "status",
+    "quantity",
+    "limit_price",
+    "stop_price",
+    "trail_offset",
+    "trail_anchor",
+    "triggered",
+    "filled_quantity",
+    "status_detail",
+    "expires_at",
+    "closed_at",
+    "created_at",
+)
+
+
+def _copy_order(order: engine.PaperOrder, row: PaperOrder) -> None:
+    for name in _ORDER_FIELDS:
+        setattr(row, name, getattr(order, name))
+    row.replaces_order_key = order.replaces_order_id
+    row.fills = [_fill_to_json(fill) for fill in order.fills]
+
+
+def _to_order(row: PaperOrder) -> engine.PaperOrder:
+    values: dict[str, Any] = {name: getattr(row, name) for name in _ORDER_FIELDS}
+    return engine.PaperOrder(
+        order_id=row.order_key,
+        replaces_order_id=row.replaces_order_key,
+        fills=[_fill_from_json(item) for item in row.fills],
+        **values,
+    )
+
+
+def _fill_to_json(fill: base.Fill) -> dict[str, str]:
+    return {
+        "fill_id": fill.fill_id,
+        "quantity": str(fill.quantity),
+        "price": str(fill.price),
+        "commission": str(fill.commission),
+        "time": fill.time.isoformat(),
+    }
+
+
+def _fill_from_json(item: dict[str, str]) -> base.Fill:
+    return base.Fill(
+        fill_id=item["fill_id"],
+        quantity=Decimal(item["quantity"]),
+        price=Decimal(item["price"]),
+        commission=Decimal(item["commission"]),
+        time=datetime.fromisoformat(item["time"]),
+    )

@@ -1,0 +1,83 @@
+"""The trader's broker connections page: paper accounts now; Schwab and Coinbase as they land."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, DecimalField, StringField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional
+
+from utils.services import connections
+from utils.web.feedback import attempt
+
+bp = Blueprint("connections", __name__, url_prefix="/connections")
+
+
+class PaperAccountForm(FlaskForm):
+    """A label and the starting cash of a new paper account."""
+
+    label = StringField("Name", validators=[Optional(), Length(max=80)])
+    starting_cash = DecimalField("Starting cash (USD)", places=2, validators=[Optional(), NumberRange(min=1)])
+
+
+class ResetForm(FlaskForm):
+    """Resetting deletes orders and positions: the user must tick the box."""
+
+    confirm = BooleanField(
+        "I understand this deletes this paper account's orders and positions", validators=[DataRequired()]
+    )
+
+
+class ActionForm(FlaskForm):
+    """A bare form: its CSRF token proves the action came from our page."""
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    """The user's connections with their status and actions."""
+    return render_template(
+        "connections/index.html",
+        connections=connections.list_connections(current_user),
+        paper_form=PaperAccountForm(),
+        reset_form=ResetForm(),
+        action_form=ActionForm(),
+    )
+
+
+@bp.post("/paper")
+def create_paper() -> ResponseReturnValue:
+    """Open a paper account."""
+    form = PaperAccountForm()
+    if form.validate_on_submit():
+        attempt(
+            lambda: connections.create_paper_connection(current_user, form.label.data or "", form.starting_cash.data),
+            "Paper account opened.",
+        )
+    else:
+        flash(" ".join(error for errors in form.errors.values() for error in errors), "error")
+    return redirect(url_for("connections.index"))
+
+
+@bp.post("/<int:connection_id>/test")
+def check(connection_id: int) -> ResponseReturnValue:
+    """Call the broker once and show the result."""
+    if ActionForm().validate_on_submit():
+        connection = attempt(lambda: connections.check_connection(current_user, connection_id), "")
+        if connection is not None:
+            flash(
+                f"{connection.label}: {connection.status.value.replace('_', ' ')}. {connection.status_detail}", "info"
+            )
+    return redirect(url_for("connections.index"))
+
+
+@bp.post("/<int:connection_id>/reset")
+def reset_paper(connection_id: int) -> ResponseReturnValue:
+    """Reset a paper account to its starting cash, after confirmation."""
+    form = ResetForm()
+    if not form.validate_on_submit():
+        flash("Tick the confirmation box to reset the paper account.", "error")
+    else:
+        attempt(lambda: connections.reset_paper_account(current_user, connection_id), "Paper account reset.")
+    return redirect(url_for("connections.index"))
