@@ -7,7 +7,7 @@ import re
 from flask import Flask
 
 from app import create_app
-from models import AuditLog, User
+from models import AuditLog, BrokerConnection, User
 from tests.support import base_environ
 from utils.enums import Role
 from utils.extensions import db
@@ -72,6 +72,11 @@ def test_seed_demo_prints_generated_passwords_once(app: Flask) -> None:
     assert set(passwords) == {"admin@example.com", "demo@example.com"}
     for email, password in passwords.items():
         assert verify_password(db.session.scalar(db.select(User.password_hash).where(User.email == email)), password)
+    assert "demo@example.com got a paper account" in first
     code, second = run(app, "seed", "demo")
     assert code == 0 and "password:" not in second and second.count("(exists)") == 2
+    assert "paper account" not in second
+    owners = list(db.session.scalars(db.select(BrokerConnection.user_id)))
+    demo_id = db.session.scalar(db.select(User.id).where(User.email == "demo@example.com"))
+    assert owners == [demo_id], "one paper connection, for the demo trader only"
     assert db.session.scalar(db.select(db.func.count(AuditLog.id)).where(AuditLog.action == "user.create")) == 2

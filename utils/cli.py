@@ -78,6 +78,8 @@ def seed_demo() -> None:
         raise click.ClickException(exc.message) from exc
     for account in (admin, trader):
         _echo_account(account)
+    if connections.ensure_paper_connection(DEMO_TRADER_EMAIL):
+        click.echo(f"{'':<10} {DEMO_TRADER_EMAIL} got a paper account to trade with.")
 
 
 def _echo_account(account: users.SeededAccount) -> None:
@@ -95,9 +97,8 @@ def ping_brokers() -> None:
     checked = connections.check_all_connections()
     for connection in checked:
         detail = f" ({connection.status_detail})" if connection.status_detail else ""
-        click.echo(
-            f"#{connection.id} {connection.provider.value:<8} user {connection.user_id}: {connection.status.value}{detail}"
-        )
+        owner = f"#{connection.id} {connection.provider.value:<8} user {connection.user_id}"
+        click.echo(f"{owner}: {connection.status.value}{detail}")
     click.echo(f"{len(checked)} connection(s) checked.")
     if any(connection.status.value != "connected" for connection in checked):
         raise SystemExit(1)

@@ -128,7 +128,7 @@ class FakeServer:
     def start(self) -> FakeServer:
         """Start serving; returns self."""
         self._server = make_server("127.0.0.1", 0, self.app, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 

@@ -34,6 +34,7 @@ class Capabilities:
     always_open: bool
     max_symbols_per_quote: int
     order_writes_per_minute: int
+    replace_keeps_id: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class BrokerOrder:
     entered_at: datetime | None = None
     closed_at: datetime | None = None
     status_detail: str = ""
+    fees: Decimal = Decimal(0)
     fills: tuple[Fill, ...] = field(default_factory=tuple)
 
 
@@ -186,7 +188,9 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     def replace_order(self, account_id: str, broker_order_id: str, request: OrderRequest) -> BrokerOrder:
-        """Replace a working order; the answer carries the NEW broker order id."""
+        """Replace a working order. The answer carries the order's id after the replace: a NEW id
+        at Schwab and the paper broker (the old order becomes REPLACED), the SAME id at Coinbase,
+        which edits in place (``capabilities.replace_keeps_id``)."""
 
     @abc.abstractmethod
     def list_orders(

@@ -15,7 +15,13 @@ from typing import Any
 
 from utils.brokers.base import BrokerOrder, Fill, OrderRequest, Quote, Transaction
 from utils.enums import OrderSide, OrderStatus, OrderType, TimeInForce
-from utils.exceptions import DataValidationError, InvalidOrderError
+from utils.exceptions import (
+    DataValidationError,
+    InvalidOrderError,
+    NotFoundError,
+    OrderRejectedError,
+    UnknownOrderOutcomeError,
+)
 
 # Coinbase status -> ours. OPEN with filled_size > 0 is a partial fill (there is no partial status).
 STATUS_MAP: dict[str, OrderStatus] = {
@@ -31,7 +37,8 @@ STATUS_MAP: dict[str, OrderStatus] = {
 }
 # Ours -> the Coinbase statuses to ask for when listing (PARTIALLY_FILLED is filtered afterwards).
 STATUS_QUERY: dict[OrderStatus, tuple[str, ...]] = {
-    OrderStatus.WORKING: ("PENDING", "QUEUED", "OPEN"),
+    # Coinbase refuses OPEN combined with other statuses (verify); PENDING/QUEUED are fleeting.
+    OrderStatus.WORKING: ("OPEN",),
     OrderStatus.PARTIALLY_FILLED: ("OPEN",),
     OrderStatus.FILLED: ("FILLED",),
     OrderStatus.CANCELLED: ("CANCELLED",),
@@ -220,8 +227,7 @@ def priced(price: Decimal | None, rules: ProductRules, what: str) -> str:
 
 def parse_order(payload: Mapping[str, Any], fills: tuple[Fill, ...] = ()) -> BrokerOrder:
     """A BrokerOrder from one order object of /orders/historical/*."""
-    configuration = payload.get("order_configuration") or {}
-    kind, params = next(iter(configuration.items()), ("", {}))
+    kind, params = _configuration(payload)
     filled = decimal_or_zero(payload.get("filled_size"))
     quantity = decimal_or_zero(params.get("base_size")) or filled
     raw_status = str(payload.get("status", "UNKNOWN_ORDER_STATUS"))
@@ -245,8 +251,17 @@ def parse_order(payload: Mapping[str, Any], fills: tuple[Fill, ...] = ()) -> Bro
         entered_at=parse_time(payload.get("created_time")),
         closed_at=parse_time(payload.get("last_fill_time")) if status == OrderStatus.FILLED else None,
         status_detail=_status_detail(payload),
+        fees=decimal_or_zero(payload.get("total_fees")),
         fills=fills,
     )
+
+
+def _configuration(payload: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+    """The one (kind, params) pair of an order's ``order_configuration``."""
+    configuration = payload.get("order_configuration") or {}
+    for kind, params in configuration.items():
+        return str(kind), params if isinstance(params, Mapping) else {}
+    return "", {}
 
 
 def _optional_decimal(value: Any) -> Decimal | None:
@@ -256,11 +271,7 @@ def _optional_decimal(value: Any) -> Decimal | None:
 
 def _status_detail(payload: Mapping[str, Any]) -> str:
     parts = [str(payload.get(key) or "") for key in ("reject_reason", "reject_message", "cancel_message")]
-    parts = [part for part in parts if part and part != "REJECT_REASON_UNSPECIFIED"]
-    fees = payload.get("total_fees")
-    if fees not in (None, ""):
-        parts.append(f"total_fees={fees}")
-    return "; ".join(parts)
+    return "; ".join(part for part in parts if part and part != "REJECT_REASON_UNSPECIFIED")
 
 
 def parse_fill(payload: Mapping[str, Any]) -> Fill:
@@ -318,3 +329,57 @@ def day_bounds(at: datetime) -> tuple[datetime, datetime]:
     """Start of ``at``'s UTC day and of the next one."""
     start = datetime.combine(at.astimezone(UTC).date(), time(0), tzinfo=UTC)
     return start, start + timedelta(days=1)
+
+
+def accepted_order(request: OrderRequest, body: dict[str, Any], answer: dict[str, Any]) -> BrokerOrder:
+    """The SUBMITTED order from a create answer; success:false is a rejection, no order id is unknown."""
+    if not answer.get("success"):
+        error = answer.get("error_response") or {}
+        code = str(error.get("error") or answer.get("failure_reason") or "")
+        details = {
+            "provider": "coinbase",
+            "reason_code": code,
+            "client_order_id": request.client_order_id,
+            "preview_failure_reason": error.get("preview_failure_reason"),
+            "new_order_failure_reason": error.get("new_order_failure_reason"),
+        }
+        raise OrderRejectedError(readable_reason(code, str(error.get("message") or "")), details=details)
+    order_id = (answer.get("success_response") or {}).get("order_id") or answer.get("order_id")
+    if not order_id:
+        raise UnknownOrderOutcomeError(
+            "Coinbase accepted the order without an order id; it will be reconciled, not resent.",
+            details={"provider": "coinbase", "client_order_id": request.client_order_id},
+        )
+    params = next(iter(body["order_configuration"].values()))
+    size = Decimal(params["base_size"])
+    return BrokerOrder(
+        broker_order_id=str(order_id),
+        symbol=request.symbol,
+        side=request.side,
+        order_type=request.order_type,
+        status=OrderStatus.SUBMITTED,
+        quantity=size,
+        filled_quantity=Decimal(0),
+        remaining_quantity=size,
+        average_fill_price=None,
+        client_order_id=request.client_order_id,
+        limit_price=Decimal(params["limit_price"]) if "limit_price" in params else None,
+        stop_price=Decimal(params["stop_price"]) if "stop_price" in params else None,
+        entered_at=datetime.now(UTC),
+    )
+
+
+def resolve_wallet(wallets: list[dict[str, Any]], account_id: str) -> dict[str, Any]:
+    """The wallet whose uuid, or else whose currency, is ``account_id``."""
+    for wallet in wallets:
+        if wallet.get("uuid") == account_id:
+            return wallet
+    for wallet in wallets:
+        if str(wallet.get("currency", "")).upper() == account_id.upper():
+            return wallet
+    raise NotFoundError("No Coinbase wallet has that id or currency.", details={"account_id": account_id})
+
+
+def wallet_amount(wallet: Mapping[str, Any], field: str) -> Decimal:
+    """A wallet's ``available_balance`` or ``hold`` value as Decimal."""
+    return decimal_or_zero((wallet.get(field) or {}).get("value"))

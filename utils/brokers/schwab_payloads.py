@@ -15,10 +15,21 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+import requests
+
 from utils.brokers.base import Balance, BrokerOrder, BrokerPosition, Fill, MarketHours, OrderRequest, Quote, Transaction
 from utils.enums import OrderSide, OrderStatus, OrderType, TimeInForce
-from utils.exceptions import DataValidationError, InvalidOrderError
+from utils.exceptions import (
+    BrokerAPIError,
+    DataValidationError,
+    InvalidInputError,
+    InvalidOrderError,
+    NotFoundError,
+    OrderRejectedError,
+    UnknownOrderOutcomeError,
+)
 
+PROVIDER = "schwab"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 DURATIONS = {
@@ -41,7 +52,10 @@ ORDER_TYPES = {
     OrderType.TRAILING_STOP: "TRAILING_STOP",
 }
 SIDES = {value: key for key, value in INSTRUCTIONS.items()}
-TYPES = {value: key for key, value in ORDER_TYPES.items()}
+TYPES = {value: key for key, value in ORDER_TYPES.items()} | {
+    "MARKET_ON_CLOSE": OrderType.MARKET,
+    "LIMIT_ON_CLOSE": OrderType.LIMIT,
+}
 _DIRECT_STATUSES = {
     "FILLED": OrderStatus.FILLED,
     "CANCELED": OrderStatus.CANCELLED,
@@ -202,14 +216,16 @@ def parse_order(order: Mapping[str, Any]) -> BrokerOrder:
     if not legs:
         raise DataValidationError(details={"field": "orderLegCollection", "order_id": str(order.get("orderId"))})
     leg = legs[0]
+    if leg.get("instruction") not in SIDES or order.get("orderType") not in TYPES:
+        raise DataValidationError(details={"field": "instruction/orderType", "order_id": str(order.get("orderId"))})
     fills = parse_fills(order)
     filled = dec(order.get("filledQuantity", 0), "filledQuantity")
     quantity = dec(order.get("quantity", leg.get("quantity")), "quantity")
     return BrokerOrder(
         broker_order_id=str(order.get("orderId")),
         symbol=str(leg.get("instrument", {}).get("symbol", "")),
-        side=SIDES.get(leg.get("instruction", ""), OrderSide.BUY),
-        order_type=TYPES.get(order.get("orderType", ""), OrderType.MARKET),
+        side=SIDES[leg["instruction"]],
+        order_type=TYPES[order["orderType"]],
         status=map_status(str(order.get("status", "UNKNOWN")), filled),
         quantity=quantity,
         filled_quantity=filled,
@@ -327,3 +343,130 @@ def parse_market_hours(body: Mapping[str, Any], at: datetime) -> MarketHours:
 def eastern_date(moment: datetime) -> str:
     """The New York calendar date of a moment (Schwab's market-hours ``date`` parameter)."""
     return moment.astimezone(ZoneInfo("America/New_York")).date().isoformat()
+
+
+# ---------------------------------------------------------------------------- rejections
+
+# Schwab's rejection texts vary; match its error codes (as seen in live deployments, e.g.
+# QuantConnect/Documentation#2572) and the usual phrases, and say what happened in plain words.
+_REJECTIONS = (
+    (
+        "stop_price_wrong_side",
+        re.compile(r"order_sys_0002|stop price.*(above|below|wrong side|market)", re.I),
+        "The stop price is on the wrong side of the market: a sell stop must be below, a buy stop above it.",
+    ),
+    (
+        "exceeds_position",
+        re.compile(r"position_sys_0001|oversold|more (shares )?than.*(held|hold|own|position)|exceeds.*position", re.I),
+        "The order sells more shares than the account holds.",
+    ),
+    (
+        "market_closed",
+        re.compile(r"market (is )?closed|outside.*(market|trading) hours|session.*closed", re.I),
+        "The market is closed for this order's session.",
+    ),
+    (
+        "insufficient_buying_power",
+        re.compile(r"buying power|insufficient (funds|cash)|account_sys_0005", re.I),
+        "The account does not have enough buying power for this order.",
+    ),
+)
+
+
+def broker_message(body: Any) -> str:
+    """The human message in a Schwab error body ("message", "error", or errors[].detail/title)."""
+    if not isinstance(body, Mapping):
+        return ""
+    parts = [str(body[key]) for key in ("message", "error", "error_description") if body.get(key)]
+    for error in body.get("errors") or []:
+        if isinstance(error, Mapping):
+            parts.extend(str(error[key]) for key in ("title", "detail") if error.get(key))
+    return "; ".join(dict.fromkeys(parts))[:300]
+
+
+def rejection(body: Any) -> tuple[str, str]:
+    """(reason code, readable words) for an order rejection body."""
+    message = broker_message(body)
+    for code, pattern, words in _REJECTIONS:
+        if pattern.search(message):
+            return code, words
+    return "rejected", f"Schwab rejected the order: {message or 'no reason given'}."
+
+
+# ---------------------------------------------------------------------------- responses
+
+
+def decode_json(response: requests.Response) -> Any:
+    """The decoded body (floats as Decimal), None when empty; DataValidationError if not JSON."""
+    if not response.content:
+        return None
+    try:
+        return response.json(parse_float=Decimal)
+    except ValueError as exc:
+        raise DataValidationError(details={"provider": PROVIDER, "reason": "body is not JSON"}) from exc
+
+
+def error_body(response: requests.Response) -> Any:
+    """The decoded body of a refusal, or None when it is empty or not JSON."""
+    try:
+        return decode_json(response)
+    except DataValidationError:
+        return None
+
+
+def ok_json(response: requests.Response) -> Any:
+    """The body of a successful read; NotFoundError on 404, BrokerAPIError on any other refusal."""
+    if response.status_code == 200:
+        return decode_json(response)
+    body = error_body(response)
+    details = {"provider": PROVIDER, "status": response.status_code, "message": broker_message(body)}
+    if response.status_code == 404:
+        raise NotFoundError("Schwab does not know that account or order.", details=details)
+    raise BrokerAPIError(details=details)
+
+
+def accepted_order_id(response: requests.Response, request: OrderRequest) -> str:
+    """The new order id from a place/replace answer, or the right error."""
+    details: dict[str, Any] = {
+        "provider": PROVIDER,
+        "status": response.status_code,
+        "client_order_id": request.client_order_id,
+    }
+    if response.status_code in (400, 422):
+        code, words = rejection(error_body(response))
+        raise OrderRejectedError(words, details=details | {"reason": code})
+    if not 200 <= response.status_code < 300:
+        raise BrokerAPIError(details=details | {"message": broker_message(error_body(response))})
+    order_id = order_id_from_location(response.headers.get("Location"))
+    if order_id is None:
+        # Accepted, but we cannot tell which order it is: reconcile, never resend.
+        raise UnknownOrderOutcomeError(details=details | {"cause": "no Location header"})
+    return order_id
+
+
+def submitted_order(order_id: str, request: OrderRequest) -> BrokerOrder:
+    """What we know of an order the broker just accepted (our client order id echoed back)."""
+    return BrokerOrder(
+        broker_order_id=order_id,
+        symbol=request.symbol.upper(),
+        side=request.side,
+        order_type=request.order_type,
+        status=OrderStatus.SUBMITTED,
+        quantity=request.quantity,
+        filled_quantity=Decimal(0),
+        remaining_quantity=request.quantity,
+        average_fill_price=None,
+        client_order_id=request.client_order_id,
+        limit_price=request.limit_price,
+        stop_price=request.stop_price,
+    )
+
+
+def check_window(since: datetime, until: datetime, longest: timedelta | None) -> None:
+    """InvalidInputError unless the window is aware, ordered and no longer than ``longest``."""
+    if since.tzinfo is None or until.tzinfo is None:
+        raise InvalidInputError("Times must be timezone-aware.")
+    if until <= since:
+        raise InvalidInputError("The window must end after it starts.")
+    if longest is not None and until - since > longest:
+        raise InvalidInputError(f"Schwab lists orders over at most {longest.days} days.")

@@ -6,12 +6,14 @@ never returned; a connection's status tells the rest of the platform whether it 
 
 from __future__ import annotations
 
+import json
 import secrets
 from decimal import Decimal
 
 from flask import current_app
 
 from models import BrokerConnection, PaperAccount, PaperOrder, PaperPosition, User
+from utils.brokers import coinbase
 from utils.brokers.base import Broker
 from utils.brokers.paper import PaperBroker, PaperSettings
 from utils.brokers.paper_prices import SyntheticPrices
@@ -19,7 +21,7 @@ from utils.enums import ConnectionStatus, Provider
 from utils.exceptions import ArbionError, InvalidInputError, NotFoundError
 from utils.extensions import db
 from utils.money import utcnow
-from utils.services import audit
+from utils.services import audit, credentials
 from utils.services.paper_ledger import DatabasePaperStore
 
 MAX_PAPER_STARTING_CASH = Decimal("100000000")
@@ -55,6 +57,39 @@ def create_paper_connection(user: User, label: str = "", starting_cash: Decimal 
     audit.record("connection.create", actor=user, subject=connection, details={"provider": "paper", "cash": str(cash)})
     db.session.commit()
     return connection
+
+
+def add_coinbase_connection(user: User, key_name: str, private_key_pem: str, label: str = "") -> BrokerConnection:
+    """Store a CDP API key encrypted, then check it against Coinbase once; commit and audit."""
+    key_name = key_name.strip()
+    if not coinbase.KEY_NAME.match(key_name):
+        raise InvalidInputError(
+            "The key name must look like organizations/{org_id}/apiKeys/{key_id}.", details={"field": "key_name"}
+        )
+    coinbase.load_signing_key(private_key_pem)
+    connection = BrokerConnection(
+        user_id=user.id,
+        provider=Provider.COINBASE,
+        label=(label.strip() or "Coinbase")[:80],
+        account_number_last4=key_name[-4:],
+    )
+    credentials.store_secret(
+        connection, "credentials_encrypted", json.dumps({"key_name": key_name, "private_key": private_key_pem.strip()})
+    )
+    db.session.add(connection)
+    db.session.flush()
+    audit.record("connection.create", actor=user, subject=connection, details={"provider": "coinbase"})
+    db.session.commit()
+    return _check(connection, actor=user)
+
+
+def ensure_paper_connection(email: str) -> bool:
+    """Give the user with this email a paper account unless they have a connection; True if created."""
+    user = db.session.scalar(db.select(User).where(User.email == email))
+    if user is None or list_connections(user):
+        return False
+    create_paper_connection(user, "Demo paper account")
+    return True
 
 
 def reset_paper_account(user: User, connection_id: int, starting_cash: Decimal | None = None) -> BrokerConnection:
@@ -100,7 +135,19 @@ def broker_for(connection: BrokerConnection) -> Broker:
     """The broker client for a connection (the one registry of providers)."""
     if connection.provider == Provider.PAPER:
         return _paper_broker(connection)
+    if connection.provider == Provider.COINBASE:
+        return _coinbase_broker(connection)
     raise InvalidInputError(f"{connection.provider.value} connections are not available yet.")
+
+
+def _coinbase_broker(connection: BrokerConnection) -> coinbase.CoinbaseClient:
+    key = json.loads(credentials.read_secret(connection, "credentials_encrypted") or "{}")
+    return coinbase.CoinbaseClient(
+        key["key_name"],
+        key["private_key"],
+        current_app.config["COINBASE_API_BASE_URL"],
+        budget=coinbase.shared_budget(key["key_name"]),
+    )
 
 
 def _paper_broker(connection: BrokerConnection) -> PaperBroker:

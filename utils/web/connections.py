@@ -6,7 +6,7 @@ from flask import Blueprint, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DecimalField, StringField
+from wtforms import BooleanField, DecimalField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from utils.services import connections
@@ -20,6 +20,14 @@ class PaperAccountForm(FlaskForm):
 
     label = StringField("Name", validators=[Optional(), Length(max=80)])
     starting_cash = DecimalField("Starting cash (USD)", places=2, validators=[Optional(), NumberRange(min=1)])
+
+
+class CoinbaseKeyForm(FlaskForm):
+    """A CDP API key: its name and its EC private key (PEM). Never shown again once saved."""
+
+    label = StringField("Name", validators=[Optional(), Length(max=80)])
+    key_name = StringField("API key name", validators=[DataRequired(), Length(max=300)])
+    private_key = TextAreaField("Private key (PEM)", validators=[DataRequired(), Length(max=4000)])
 
 
 class ResetForm(FlaskForm):
@@ -41,6 +49,7 @@ def index() -> ResponseReturnValue:
         "connections/index.html",
         connections=connections.list_connections(current_user),
         paper_form=PaperAccountForm(),
+        coinbase_form=CoinbaseKeyForm(),
         reset_form=ResetForm(),
         action_form=ActionForm(),
     )
@@ -57,6 +66,23 @@ def create_paper() -> ResponseReturnValue:
         )
     else:
         flash(" ".join(error for errors in form.errors.values() for error in errors), "error")
+    return redirect(url_for("connections.index"))
+
+
+@bp.post("/coinbase")
+def add_coinbase() -> ResponseReturnValue:
+    """Save a Coinbase CDP key (encrypted) and check it once."""
+    form = CoinbaseKeyForm()
+    if not form.validate_on_submit():
+        flash(" ".join(error for errors in form.errors.values() for error in errors), "error")
+        return redirect(url_for("connections.index"))
+    connection = attempt(
+        lambda: connections.add_coinbase_connection(
+            current_user, form.key_name.data, form.private_key.data, form.label.data or ""
+        )
+    )
+    if connection is not None:
+        flash(f"Coinbase key saved: {connection.status.value.replace('_', ' ')}. {connection.status_detail}", "info")
     return redirect(url_for("connections.index"))
 
 
