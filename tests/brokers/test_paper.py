@@ -467,23 +467,6 @@ def test_synthetic_prices_drive_a_real_round_trip(store, clock):
     assert sold.status == OrderStatus.FILLED and broker.positions(ACCOUNT) == []
 
 
-class PlainStore:
-    """Only the three required PaperStore methods: the broker must fall back to scanning list_orders."""
-
-    def __init__(self, inner: InMemoryPaperStore) -> None:
-        self.session, self.find_order, self.list_orders = inner.session, inner.find_order, inner.list_orders
-
-
-def test_a_store_without_indexed_lookups_still_gets_idempotency_and_transactions(store, prices, clock):
-    broker = PaperBroker(ACCOUNT, PlainStore(store), prices, PaperSettings(commission_minimum=D("0.50")), clock)
-    first = broker.place_order(ACCOUNT, req(quantity="3", client_order_id="once"))
-    clock.advance(seconds=1)
-    again = broker.place_order(ACCOUNT, req(quantity="3", client_order_id="once"))
-    assert (again.broker_order_id, again.status, again.fees) == (first.broker_order_id, OrderStatus.FILLED, D("0.50"))
-    entries = broker.transactions(ACCOUNT, clock.now - timedelta(minutes=1), clock.now)
-    assert [entry.amount for entry in entries] == [-(3 * D("100.05")) - D("0.50")]
-
-
 def test_session_failure_persists_nothing(store):
     with pytest.raises(RuntimeError), store.session(ACCOUNT) as state:
         state.cash = D(0)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Protocol, TypeVar
 
 from utils.brokers.base import (
     Balance,
@@ -55,14 +55,12 @@ __all__ = [
     "PaperOrder",
     "PaperPosition",
     "PaperSettings",
-    "IndexedPaperStore",
     "PaperStore",
     "PriceSource",
     "to_broker_order",
 ]
 
 T = TypeVar("T")
-BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)  # "all of history" for the list_orders fallbacks
 
 
 class PaperStore(Protocol):
@@ -79,11 +77,6 @@ class PaperStore(Protocol):
         self, account_id: str, since: datetime, until: datetime, status: OrderStatus | None
     ) -> list[PaperOrder]:
         """Orders created in [since, until], optionally of one status, oldest first."""
-
-
-@runtime_checkable
-class IndexedPaperStore(PaperStore, Protocol):
-    """Optional fast look-ups; without them the broker falls back to scanning ``list_orders``."""
 
     def find_by_client_order_id(self, account_id: str, client_order_id: str) -> PaperOrder | None:
         """The account's order with this client order id, in any status. Called INSIDE an open
@@ -288,10 +281,7 @@ class PaperBroker(Broker):
     def transactions(self, account_id: str, since: datetime, until: datetime) -> list[Transaction]:
         """One trade transaction per fill in [since, until]; buys are negative, commission included."""
         self._in_session(account_id, lambda state, now, quotes: None)
-        if isinstance(self.store, IndexedPaperStore):
-            orders = self.store.list_filled_orders(self.account_id, since, until)
-        else:
-            orders = self.store.list_orders(self.account_id, BEGINNING, until, None)
+        orders = self.store.list_filled_orders(self.account_id, since, until)
         found = [_transaction(order, fill) for order in orders for fill in order.fills if since <= fill.time <= until]
         return sorted(found, key=lambda item: item.time)  # stable: the store lists orders oldest first
 
@@ -303,11 +293,8 @@ class PaperBroker(Broker):
             raise NotFoundError(f"Paper order {order_id!r} was not found.")
         return order
 
-    def _by_client_order_id(self, client_order_id: str, now: datetime) -> PaperOrder | None:
-        if isinstance(self.store, IndexedPaperStore):
-            return self.store.find_by_client_order_id(self.account_id, client_order_id)
-        every = self.store.list_orders(self.account_id, BEGINNING, now, None)
-        return next((order for order in every if order.client_order_id == client_order_id), None)
+    def _by_client_order_id(self, client_order_id: str) -> PaperOrder | None:
+        return self.store.find_by_client_order_id(self.account_id, client_order_id)
 
     def _working_order(self, state: PaperAccountState, order_id: str, verb: str) -> PaperOrder:
         order = self._find(state, order_id)
@@ -324,7 +311,7 @@ class PaperBroker(Broker):
         replacing: PaperOrder | None,
     ) -> BrokerOrder:
         existing = next((o for o in state.orders.values() if o.client_order_id == request.client_order_id), None)
-        existing = existing or self._by_client_order_id(request.client_order_id, now)
+        existing = existing or self._by_client_order_id(request.client_order_id)
         if existing is not None:
             if replacing is None:
                 return to_broker_order(existing)  # idempotent: the same client id never enters twice

@@ -1,8 +1,8 @@
 """The paper broker's storage in the database (implements utils.brokers.paper.PaperStore).
 
-A session locks the paper account row (SELECT ... FOR UPDATE on PostgreSQL), so the web and the
-workers never match the same account at once; every change is committed on a clean exit and
-rolled back on an exception.
+A session locks the paper account row (utils.rowlock: FOR UPDATE on PostgreSQL, the write lock on
+SQLite), so the web and the workers never match the same account at once; every change is
+committed on a clean exit and rolled back on an exception.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from utils.brokers.base import TERMINAL_STATUSES
 from utils.enums import OrderStatus
 from utils.exceptions import NotFoundError
 from utils.extensions import db
+from utils.rowlock import locked_one
 
 WORKING_STATUSES = [status for status in OrderStatus if status not in TERMINAL_STATUSES]
 
@@ -69,25 +70,50 @@ class DatabasePaperStore:
             statement = statement.where(PaperOrder.status == status)
         return [_to_order(row) for row in db.session.scalars(statement)]
 
+    def find_by_client_order_id(self, account_id: str, client_order_id: str) -> engine.PaperOrder | None:
+        """The account's order with this client order id (unique per account), in any status."""
+        row = db.session.scalar(
+            db.select(PaperOrder)
+            .join(PaperAccount)
+            .where(PaperAccount.account_key == account_id, PaperOrder.client_order_id == client_order_id)
+        )
+        return None if row is None else _to_order(row)
+
+    def list_filled_orders(self, account_id: str, since: datetime, until: datetime) -> list[engine.PaperOrder]:
+        """Orders with fills that may lie in [since, until] (the broker filters by fill time).
+
+        The filled-quantity test runs in Python: on SQLite money is TEXT, so SQL compares it as text.
+        """
+        statement = (
+            db.select(PaperOrder)
+            .join(PaperAccount)
+            .where(
+                PaperAccount.account_key == account_id,
+                PaperOrder.created_at <= until,
+                db.or_(PaperOrder.closed_at.is_(None), PaperOrder.closed_at >= since),
+            )
+            .order_by(PaperOrder.created_at, PaperOrder.id)
+        )
+        return [_to_order(row) for row in db.session.scalars(statement) if row.fills]
+
 
 def _locked_account(account_key: str) -> PaperAccount:
-    account = db.session.scalar(
-        db.select(PaperAccount).where(PaperAccount.account_key == account_key).with_for_update()
-    )
+    account = locked_one(PaperAccount, PaperAccount.account_key == account_key)
     if account is None:
         raise NotFoundError("No such paper account.")
     return account
 
 
 def _positions(account: PaperAccount) -> list[PaperPosition]:
-    return list(db.session.scalars(db.select(PaperPosition).where(PaperPosition.account_id == account.id)))
+    statement = db.select(PaperPosition).where(PaperPosition.account_id == account.id)
+    return list(db.session.scalars(statement.execution_options(populate_existing=True)))
 
 
 def _working_orders(account: PaperAccount) -> list[PaperOrder]:
     statement = db.select(PaperOrder).where(
         PaperOrder.account_id == account.id, PaperOrder.status.in_(WORKING_STATUSES)
     )
-    return list(db.session.scalars(statement))
+    return list(db.session.scalars(statement.execution_options(populate_existing=True)))
 
 
 def _persist(account: PaperAccount, state: engine.PaperAccountState) -> None:

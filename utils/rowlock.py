@@ -1,0 +1,26 @@
+"""Row locks that hold on every backend we run on.
+
+PostgreSQL locks the selected rows with SELECT ... FOR UPDATE. SQLite ignores FOR UPDATE, so there
+a no-op UPDATE of the same rows runs first: it takes the database's write lock for the rest of the
+transaction, which serialises writers (others wait up to the connection timeout) the way the row
+lock does on PostgreSQL. Either way the rows are re-read, so the session never works from a copy
+loaded before the lock was taken.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from utils.extensions import db
+
+Model = TypeVar("Model")
+
+
+def locked_one(model: type[Model], *criteria: Any) -> Model | None:
+    """The one row of ``model`` matching ``criteria``, locked until the transaction ends."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        table = model.__table__  # type: ignore[attr-defined]
+        key = table.primary_key.columns.values()[0]
+        db.session.execute(db.update(table).where(*criteria).values({key.name: key}))
+    statement = db.select(model).where(*criteria).with_for_update().execution_options(populate_existing=True)
+    return db.session.scalar(statement)
