@@ -40,6 +40,7 @@ __all__ = [
     "ApiToken",
     # broker connections
     "BrokerConnection",
+    "BrokerApp",
     # trading
     "Trade",
     "Order",
@@ -179,6 +180,23 @@ class BrokerConnection(db.Model):  # type: ignore[name-defined]
 
     def __repr__(self) -> str:
         return f"<BrokerConnection {self.id} {self.provider} {self.status}>"
+
+
+class BrokerApp(db.Model):  # type: ignore[name-defined]
+    """A broker app registration set by the superadmin (Schwab: app key, secret and callback URL).
+
+    Used when the environment does not configure the app; the secret is encrypted at rest.
+    """
+
+    __tablename__ = "broker_apps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[Provider] = enum_column(Provider, nullable=False, unique=True)
+    client_id: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    client_secret_encrypted: Mapped[str | None] = mapped_column(sa.Text)
+    redirect_uri: Mapped[str] = mapped_column(sa.String(500), nullable=False)
+    updated_at: Mapped[datetime] = updated_at_column()
+    updated_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
 
 
 # ================================================================================ trading
@@ -440,4 +458,5 @@ class Heartbeat(db.Model):  # type: ignore[name-defined]
 ENCRYPTED_COLUMNS: tuple[tuple[type[Any], tuple[str, ...]], ...] = (
     (BrokerConnection, ("credentials_encrypted", "access_token_encrypted", "refresh_token_encrypted")),
     (User, ("totp_secret_encrypted",)),
+    (BrokerApp, ("client_secret_encrypted",)),
 )

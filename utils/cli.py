@@ -1,10 +1,18 @@
-"""Operator commands: ``flask users …``, ``flask crypto rotate``, ``flask seed demo``."""
+"""Operator commands: ``flask users …``, ``flask crypto rotate``, ``flask seed demo``, ``flask fake-broker``."""
 
 from __future__ import annotations
 
+import importlib
+import ipaddress
+import uuid
+from typing import Any
+
 import click
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from werkzeug.serving import make_server
 
 from utils.enums import Role
 from utils.exceptions import ArbionError
@@ -14,14 +22,25 @@ users_cli = AppGroup("users", help="Manage user accounts.")
 crypto_cli = AppGroup("crypto", help="Manage credential encryption.")
 seed_cli = AppGroup("seed", help="Create starter data.")
 brokers_cli = AppGroup("brokers", help="Check broker connections.")
+fake_broker_cli = AppGroup(
+    "fake-broker", help="Run a broker's HTTP fake on loopback: a local sandbox that approves every login."
+)
 
 DEMO_TRADER_EMAIL = "demo@example.com"
 LOCAL_SUPERADMIN_EMAIL = "admin@example.com"
+SCHWAB_SETTINGS = ("SCHWAB_CLIENT_ID", "SCHWAB_CLIENT_SECRET", "SCHWAB_REDIRECT_URI")
+SANDBOX_SCHWAB_ACCOUNT = "12345678"
+SANDBOX_SCHWAB_QUOTES = (  # symbol, last, bid, ask
+    ("AAPL", "190.00", "189.99", "190.01"),
+    ("MSFT", "420.00", "419.98", "420.02"),
+    ("SPY", "580.00", "579.99", "580.01"),
+)
+SANDBOX_COINBASE_BALANCES = (("USD", "10000"), ("BTC", "0.25"), ("ETH", "2"))
 
 
 def init_cli(app: Flask) -> None:
     """Register the command groups on the app."""
-    for group in (users_cli, crypto_cli, seed_cli, brokers_cli):
+    for group in (users_cli, crypto_cli, seed_cli, brokers_cli, fake_broker_cli):
         app.cli.add_command(group)
 
 
@@ -102,3 +121,126 @@ def ping_brokers() -> None:
     click.echo(f"{len(checked)} connection(s) checked.")
     if any(connection.status.value != "connected" for connection in checked):
         raise SystemExit(1)
+
+
+def _loopback_host(ctx: click.Context, param: click.Parameter, host: str) -> str:
+    """Accept loopback hosts only: the fakes approve any login and accept any order."""
+    try:
+        loopback = host.lower() == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise click.BadParameter(
+            f"{host!r} is not a loopback address. The fakes approve every login, so they only listen on "
+            "127.0.0.1, ::1 or localhost."
+        )
+    return host.strip("[]")
+
+
+SANDBOX_PORT = click.IntRange(0, 65535)
+sandbox_host_option = click.option(
+    "--host", default="127.0.0.1", show_default=True, callback=_loopback_host, help="A loopback address."
+)
+
+
+@fake_broker_cli.command("schwab")
+@click.option("--port", default=8700, show_default=True, type=SANDBOX_PORT, help="0 picks a free port.")
+@sandbox_host_option
+def fake_schwab(port: int, host: str) -> None:
+    """Serve a fake Schwab Trader API with one sandbox account (cash and an AAPL position).
+
+    It uses this app's SCHWAB_CLIENT_ID, SCHWAB_CLIENT_SECRET and SCHWAB_REDIRECT_URI. Its
+    /v1/oauth/authorize shows no login page: it approves at once and redirects to
+    SCHWAB_REDIRECT_URI with a code and the state; /v1/oauth/token exchanges the code (PKCE
+    checked) for tokens. Start the app with SCHWAB_API_BASE_URL set to the printed URL and connect
+    Schwab from the connections page. Ctrl-C stops it; its state lives in memory only.
+    """
+    config = current_app.config
+    missing = [name for name in SCHWAB_SETTINGS if not config[name]]
+    if missing:
+        raise click.ClickException(
+            f"Set {', '.join(missing)} first: the fake accepts only this app's Schwab client and callback."
+        )
+    create_schwab_fake = _fake_module("schwab").create_schwab_fake
+    app, state = create_schwab_fake(
+        config["SCHWAB_CLIENT_ID"], config["SCHWAB_CLIENT_SECRET"], redirect_uri=config["SCHWAB_REDIRECT_URI"]
+    )
+    account_hash = state.add_account(SANDBOX_SCHWAB_ACCOUNT, cash="25000", buying_power="50000")
+    for symbol, last, bid, ask in SANDBOX_SCHWAB_QUOTES:
+        state.set_price(symbol, last, bid=bid, ask=ask)
+    state.set_position(account_hash, "AAPL", long="10", avg="180.00")
+    _serve(
+        app,
+        (host, port),
+        "Schwab Trader API",
+        "SCHWAB_API_BASE_URL",
+        f"Login is not checked: authorize redirects straight to {config['SCHWAB_REDIRECT_URI']} with a code.",
+        f"Sandbox account {SANDBOX_SCHWAB_ACCOUNT}: $25,000 cash, 10 AAPL.",
+    )
+
+
+@fake_broker_cli.command("coinbase")
+@click.option("--port", default=8701, show_default=True, type=SANDBOX_PORT, help="0 picks a free port.")
+@sandbox_host_option
+def fake_coinbase(port: int, host: str) -> None:
+    """Serve a fake Coinbase Advanced Trade API with USD, BTC and ETH wallets.
+
+    A fresh EC P-256 API key is made for each run and printed once: paste its name and private
+    key into the Coinbase form on the connections page. Every request must carry a JWT signed
+    with that key, as at Coinbase. Start the app with COINBASE_API_BASE_URL set to the printed
+    URL. Ctrl-C stops it; its state lives in memory only.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_name = f"organizations/sandbox/apiKeys/{uuid.uuid4()}"
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    products = {"BTC-USD": ("0.00000001", "0.01", "0.00001"), "ETH-USD": ("0.00000001", "0.01", "0.0001")}
+    fake = _fake_module("coinbase").create_coinbase_fake(key_name, public_pem, products=products)
+    fake.set_price("BTC-USD", "94990.00", "95010.00")
+    fake.set_price("ETH-USD", "3299.50", "3300.50")
+    for currency, amount in SANDBOX_COINBASE_BALANCES:
+        fake.set_balance(currency, amount)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    ).decode()
+    _serve(
+        fake.app,
+        (host, port),
+        "Coinbase Advanced Trade API",
+        "COINBASE_API_BASE_URL",
+        "Sandbox API key (shown once; it works only against this run of the fake):",
+        f"Key name: {key_name}",
+        f"Private key:\n{private_pem.strip()}",
+        "Balances: " + ", ".join(f"{amount} {currency}" for currency, amount in SANDBOX_COINBASE_BALANCES) + ".",
+    )
+
+
+def _fake_module(name: str) -> Any:
+    """tests.fakes.<name>, imported only when a sandbox is asked for (it is dev tooling)."""
+    try:
+        return importlib.import_module(f"tests.fakes.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("tests", "tests.fakes", f"tests.fakes.{name}"):
+            raise
+        raise click.ClickException("The broker fakes live in tests/fakes/: run this from a source checkout.") from exc
+
+
+def _serve(app: Flask, address: tuple[str, int], title: str, setting: str, *notes: str) -> None:
+    """Serve ``app`` threaded until Ctrl-C, after printing where it listens and the ``notes``."""
+    host, port = address
+    try:
+        server = make_server(host, port, app, threaded=True)
+    except OSError as exc:
+        raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    url = f"http://{f'[{host}]' if ':' in host else host}:{server.port}"
+    click.echo(f"Fake {title} listening on {url} (Ctrl-C stops it).")
+    click.echo(f"Point the app at it: {setting}={url}")
+    for note in notes:
+        click.echo(note)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("Stopped.")
+    finally:
+        server.server_close()

@@ -177,11 +177,13 @@ def _broker_settings(read: _Reader) -> dict[str, Any]:
         "PAPER_COMMISSION_BPS": read.decimal("PAPER_COMMISSION_BPS", "0"),
         "PAPER_COMMISSION_MINIMUM": read.decimal("PAPER_COMMISSION_MINIMUM", "0"),
         "PAPER_PRICE_SEED": read.number("PAPER_PRICE_SEED", 0),
+        "PAPER_MATCH_INTERVAL": read.number("PAPER_MATCH_INTERVAL", 5, 1),
         "SCHWAB_CLIENT_ID": read.text("SCHWAB_CLIENT_ID"),
         "SCHWAB_CLIENT_SECRET": read.text("SCHWAB_CLIENT_SECRET"),
         "SCHWAB_REDIRECT_URI": read.text("SCHWAB_REDIRECT_URI"),
         "SCHWAB_API_BASE_URL": read.text("SCHWAB_API_BASE_URL", "https://api.schwabapi.com"),
         "SCHWAB_ORDER_WRITES_PER_MINUTE": read.number("SCHWAB_ORDER_WRITES_PER_MINUTE", 120, 1),
+        "SCHWAB_TOKEN_UPKEEP_INTERVAL": read.number("SCHWAB_TOKEN_UPKEEP_INTERVAL", 300, 30),
         "COINBASE_API_BASE_URL": read.text("COINBASE_API_BASE_URL", "https://api.coinbase.com"),
     }
 

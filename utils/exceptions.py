@@ -256,6 +256,14 @@ class TokenExpiredError(AuthenticationError):
     default_message = "The broker connection has expired; please reconnect."
 
 
+class BrokerNotConfiguredError(BrokerAPIError):
+    """The platform has no app registration for this broker (an operator must set one)."""
+
+    status = 503
+    code = "broker_not_configured"
+    default_message = "This broker is not set up on this platform yet; ask your administrator."
+
+
 class BrokerTemporaryError(BrokerAPIError):
     """A failure worth retrying later (5xx, timeout before the broker saw the request)."""
 

@@ -416,6 +416,14 @@ class SchwabClient(Broker):
                 "Schwab refused the access token; the request was not carried out.", details={"provider": PROVIDER}
             ) from exc
 
+    def refresh_if_expiring(self) -> bool:
+        """Refresh the access token now if it expires within 5 minutes (proactive upkeep); True if so."""
+        tokens = self._store.load()
+        if not self._expiring(tokens):
+            return False
+        self._refresh(stale=tokens.access_token)
+        return True
+
     def _access_token(self) -> str:
         """A valid access token, refreshed first when it expires within 5 minutes."""
         tokens = self._tokens or self._store.load()

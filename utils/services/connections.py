@@ -17,20 +17,43 @@ from utils.brokers import coinbase
 from utils.brokers.base import Broker
 from utils.brokers.paper import PaperBroker, PaperSettings
 from utils.brokers.paper_prices import SyntheticPrices
+from utils.brokers.schwab import SchwabClient
 from utils.enums import ConnectionStatus, Provider
-from utils.exceptions import ArbionError, InvalidInputError, NotFoundError
+from utils.exceptions import ArbionError, InvalidInputError, NotFoundError, TokenExpiredError
 from utils.extensions import db
 from utils.money import utcnow
-from utils.services import audit, credentials
+from utils.services import audit, credentials, schwab_logins
 from utils.services.paper_ledger import DatabasePaperStore
+from utils.services.schwab_tokens import ConnectionTokenStore
 
 MAX_PAPER_STARTING_CASH = Decimal("100000000")
+RECONNECT_WARNING_DAYS = 2
+ATTENTION_STATUSES = frozenset(
+    {ConnectionStatus.RECONNECT_NEEDED, ConnectionStatus.ERROR, ConnectionStatus.CREDENTIALS_UNREADABLE}
+)
 
 
 def list_connections(user: User) -> list[BrokerConnection]:
     """The user's connections, oldest first."""
     statement = db.select(BrokerConnection).where(BrokerConnection.user_id == user.id).order_by(BrokerConnection.id)
     return list(db.session.scalars(statement))
+
+
+def alerts(user: User) -> list[str]:
+    """What the user must know about their connections, shown on every page."""
+    messages = []
+    for connection in list_connections(user):
+        left = schwab_logins.days_left(connection)
+        if connection.status in ATTENTION_STATUSES:
+            messages.append(f"{connection.label}: {connection.status_detail or connection.status.value}")
+        elif left is not None and left <= RECONNECT_WARNING_DAYS:
+            messages.append(f"{connection.label}: the Schwab login expires in {_duration(left)}; connect again soon.")
+    return messages
+
+
+def _duration(days: float) -> str:
+    hours = max(0, int(days * 24))
+    return f"{hours} hours" if hours < 48 else f"{hours // 24} days"
 
 
 def get_connection(user: User, connection_id: int) -> BrokerConnection:
@@ -120,6 +143,8 @@ def check_all_connections() -> list[BrokerConnection]:
 def _check(connection: BrokerConnection, actor: User | None) -> BrokerConnection:
     try:
         broker_for(connection).accounts()
+    except TokenExpiredError:
+        schwab_logins.mark_reconnect_needed(connection)
     except ArbionError as exc:
         connection.status = ConnectionStatus.ERROR
         connection.status_detail = exc.message[:500]
@@ -137,7 +162,13 @@ def broker_for(connection: BrokerConnection) -> Broker:
         return _paper_broker(connection)
     if connection.provider == Provider.COINBASE:
         return _coinbase_broker(connection)
-    raise InvalidInputError(f"{connection.provider.value} connections are not available yet.")
+    if connection.provider == Provider.SCHWAB:
+        return _schwab_broker(connection)
+    raise InvalidInputError(f"{connection.provider.value} connections are not available.")
+
+
+def _schwab_broker(connection: BrokerConnection) -> SchwabClient:
+    return schwab_logins.client(ConnectionTokenStore(connection.id))
 
 
 def _coinbase_broker(connection: BrokerConnection) -> coinbase.CoinbaseClient:

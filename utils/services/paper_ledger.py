@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from models import PaperAccount, PaperOrder, PaperPosition
+from models import BrokerConnection, PaperAccount, PaperOrder, PaperPosition
 from utils.brokers import base
 from utils.brokers import paper as engine
 from utils.brokers.base import TERMINAL_STATUSES
@@ -95,6 +95,22 @@ class DatabasePaperStore:
             .order_by(PaperOrder.created_at, PaperOrder.id)
         )
         return [_to_order(row) for row in db.session.scalars(statement) if row.fills]
+
+
+def paper_connections_with_working_orders() -> list[BrokerConnection]:
+    """Connections whose paper account has at least one working order, in one query (oldest first)."""
+    working = (
+        db.select(PaperOrder.id)
+        .where(PaperOrder.account_id == PaperAccount.id, PaperOrder.status.in_(WORKING_STATUSES))
+        .exists()
+    )
+    statement = (
+        db.select(BrokerConnection)
+        .join(PaperAccount, PaperAccount.connection_id == BrokerConnection.id)
+        .where(working)
+        .order_by(PaperAccount.id)
+    )
+    return list(db.session.scalars(statement))
 
 
 def _locked_account(account_key: str) -> PaperAccount:

@@ -1,7 +1,7 @@
 """Schwab OAuth tokens kept encrypted on the BrokerConnection (implements schwab.TokenStore).
 
 One refresher at a time across processes: ``refresh_lock`` holds a row lock on the connection
-(SELECT ... FOR UPDATE) for the whole read-refresh-save, and the rotated tokens are committed
+(utils.rowlock) for the whole read-refresh-save, and the rotated tokens are committed
 together when the lock is released, so no process ever loses a rotated refresh token.
 """
 
@@ -15,6 +15,7 @@ from utils.brokers.schwab import OAuthTokens
 from utils.enums import ConnectionStatus
 from utils.exceptions import TokenExpiredError
 from utils.extensions import db
+from utils.rowlock import locked_one
 from utils.services import credentials
 
 ACCESS, REFRESH = "access_token_encrypted", "refresh_token_encrypted"
@@ -42,9 +43,7 @@ class ConnectionTokenStore:
     @contextmanager
     def refresh_lock(self) -> Iterator[None]:
         """Serialise refreshes of this connection across processes (row lock until commit)."""
-        db.session.execute(
-            db.select(BrokerConnection.id).where(BrokerConnection.id == self.connection_id).with_for_update()
-        )
+        locked_one(BrokerConnection, BrokerConnection.id == self.connection_id)
         try:
             yield
         except BaseException:

@@ -1,4 +1,4 @@
-"""The Celery Beat schedule, kept as data. Later issues add the stop-loss monitor here."""
+"""The Celery Beat schedule, kept as data (intervals from settings)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from typing import Any
 
 from celery.schedules import crontab
 
-TASK_MODULES = ("utils.tasks.maintenance",)
+TASK_MODULES = ("utils.tasks.maintenance", "utils.tasks.paper", "utils.tasks.connections")
 
 
 def build_beat_schedule(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Beat entries for this configuration (intervals come from settings)."""
     interval = config["HEARTBEAT_INTERVAL"]
+    paper_interval = float(config["PAPER_MATCH_INTERVAL"])
+    upkeep_interval = float(config["SCHWAB_TOKEN_UPKEEP_INTERVAL"])
     return {
         "worker-heartbeat": {
             "task": "system.record_worker_heartbeat",
@@ -23,5 +25,16 @@ def build_beat_schedule(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         "purge-old-audit-logs": {
             "task": "maintenance.purge_old_audit_logs",
             "schedule": crontab(hour=3, minute=17),
+        },
+        "paper-match-working-orders": {
+            "task": "paper.match_working_orders",
+            "schedule": paper_interval,
+            # The next run is due by then: a pass that waited longer is dropped, not piled up.
+            "options": {"expires": paper_interval},
+        },
+        "keep-schwab-logins-alive": {
+            "task": "connections.keep_schwab_logins_alive",
+            "schedule": upkeep_interval,
+            "options": {"expires": upkeep_interval},
         },
     }

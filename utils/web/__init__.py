@@ -10,6 +10,7 @@ from flask_login import current_user
 
 from models import User
 from utils.extensions import login_manager
+from utils.services import connections as broker_connections
 from utils.services import users
 
 ViewFunc = TypeVar("ViewFunc", bound=Callable[..., Any])
@@ -51,4 +52,9 @@ def _require_login() -> Any:
 
 
 def _template_globals() -> dict[str, Any]:
-    return {"arbion_env": current_app.config["ARBION_ENV"]}
+    return {"arbion_env": current_app.config["ARBION_ENV"], "connection_alerts": _connection_alerts}
+
+
+def _connection_alerts() -> list[str]:
+    """Called by the layout only for a logged-in user, so anonymous pages run no query."""
+    return broker_connections.alerts(current_user) if current_user.is_authenticated else []

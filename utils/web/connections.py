@@ -1,18 +1,23 @@
-"""The trader's broker connections page: paper accounts now; Schwab and Coinbase as they land."""
+"""The trader's broker connections page: paper accounts, Coinbase keys and the Schwab login."""
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+import hmac
+import time
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, DecimalField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
-from utils.services import connections
+from utils.services import broker_apps, connections, schwab_logins
 from utils.web.feedback import attempt
 
 bp = Blueprint("connections", __name__, url_prefix="/connections")
+SCHWAB_LOGIN_KEY = "schwab_login"
+SCHWAB_LOGIN_SECONDS = 600  # a login not finished within 10 minutes must start again
 
 
 class PaperAccountForm(FlaskForm):
@@ -48,6 +53,8 @@ def index() -> ResponseReturnValue:
     return render_template(
         "connections/index.html",
         connections=connections.list_connections(current_user),
+        days_left=schwab_logins.days_left,
+        schwab_ready=broker_apps.schwab_app_summary().secret_set,
         paper_form=PaperAccountForm(),
         coinbase_form=CoinbaseKeyForm(),
         reset_form=ResetForm(),
@@ -107,3 +114,41 @@ def reset_paper(connection_id: int) -> ResponseReturnValue:
     else:
         attempt(lambda: connections.reset_paper_account(current_user, connection_id), "Paper account reset.")
     return redirect(url_for("connections.index"))
+
+
+@bp.get("/schwab/connect")
+def schwab_connect_start() -> ResponseReturnValue:
+    """Send the user to Schwab's login with a fresh state and PKCE challenge."""
+    login = attempt(schwab_logins.begin_login)
+    if login is None:
+        return redirect(url_for("connections.index"))
+    session[SCHWAB_LOGIN_KEY] = {"state": login.state, "verifier": login.verifier, "started": time.time()}
+    return redirect(login.url)
+
+
+@bp.get("/schwab/callback")
+def schwab_callback() -> ResponseReturnValue:
+    """Schwab sends the user back here with a code (or an error) and our state."""
+    pending = session.pop(SCHWAB_LOGIN_KEY, None)
+    problem = _callback_problem(pending)
+    if problem:
+        flash(problem, "error")
+        return redirect(url_for("connections.index"))
+    code = request.args["code"]
+    linked = attempt(lambda: schwab_logins.complete_login(current_user, code, pending["verifier"]))
+    if linked is not None:
+        numbers = ", ".join(connection.label for connection in linked)
+        flash(f"Schwab connected: {numbers}.", "info")
+    return redirect(url_for("connections.index"))
+
+
+def _callback_problem(pending: dict[str, object] | None) -> str:
+    """Why this callback cannot be used, in words; empty when it can."""
+    if request.args.get("error"):
+        return "The Schwab login was cancelled or refused; nothing was connected."
+    state, code = request.args.get("state", ""), request.args.get("code", "")
+    if not isinstance(pending, dict) or not hmac.compare_digest(str(pending.get("state", "")), state) or not code:
+        return "This Schwab login answer does not match a login started here. Start the connection again."
+    if time.time() - float(pending.get("started", 0)) > SCHWAB_LOGIN_SECONDS:  # type: ignore[arg-type]
+        return "The Schwab login took longer than 10 minutes. Start the connection again."
+    return ""
