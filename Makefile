@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LOCAL_ENV := instance/local.env
 FLASK := $(BIN)/flask --app app
 
-.PHONY: run test lint format install clean-local
+.PHONY: run test lint format install clean-local sandbox-schwab sandbox-coinbase
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ run: $(STAMP) $(LOCAL_ENV) ## Migrate, seed and start web + worker + beat at htt
 	$(FLASK) seed demo && \
 	echo "ArbionTrader: http://127.0.0.1:$${PORT:-5000}  (Ctrl-C stops everything)" && \
 	PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/honcho -f Procfile.dev start
+
+sandbox-schwab: $(STAMP) $(LOCAL_ENV) ## Fake Schwab API on 127.0.0.1:8700 (SCHWAB_CLIENT_ID/SECRET/REDIRECT_URI set)
+	set -a && . ./$(LOCAL_ENV) && set +a && $(FLASK) fake-broker schwab --port 8700
+
+sandbox-coinbase: $(STAMP) $(LOCAL_ENV) ## Fake Coinbase API on 127.0.0.1:8701; prints a key to paste
+	set -a && . ./$(LOCAL_ENV) && set +a && $(FLASK) fake-broker coinbase --port 8701
 
 test: $(STAMP) ## Run the whole suite (PostgreSQL/Redis when TEST_DATABASE_URL/TEST_REDIS_URL are set)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -6,6 +6,7 @@ calls → refresh after expiry; plus tampered state, refused logins, reconnectin
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -216,3 +217,35 @@ def test_upkeep_is_scheduled_well_inside_the_access_token_life(app: Flask) -> No
     entry = build_beat_schedule(app.config)["keep-schwab-logins-alive"]
     assert entry["task"] == "connections.keep_schwab_logins_alive"
     assert entry["schedule"] == float(app.config["SCHWAB_TOKEN_UPKEEP_INTERVAL"]) <= 20 * 60
+
+
+def test_concurrent_callers_in_separate_sessions_refresh_exactly_once(
+    schwab: Schwab, app: Flask, client: FlaskClient
+) -> None:
+    make_user()
+    login(client, "trader@example.com")
+    follow_callback(client, approve_at_schwab(client))
+    connection = schwab_connection()
+    connection_id = connection.id
+    connection.access_token_expires_at = connection.created_at  # every caller sees an expiring token
+    db.session.commit()
+    db.session.remove()
+    cash: list[object] = []
+
+    def call() -> None:
+        with app.app_context():
+            try:
+                broker = connections.broker_for(db.session.get(BrokerConnection, connection_id))
+                cash.append(broker.balance(schwab.account_hash).cash)
+            except Exception as exc:  # noqa: BLE001 - reported through the list
+                cash.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=call) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert cash == [5000] * 6
+    assert schwab.state.refresh_count == 1
