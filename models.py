@@ -19,6 +19,8 @@ from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from utils.enums import (
+    EXIT_PURPOSES,
+    LIVE_ORDER_STATUSES,
     ConnectionStatus,
     OrderPurpose,
     OrderSide,
@@ -232,6 +234,15 @@ class Trade(db.Model):  # type: ignore[name-defined]
     take_profit_price: Mapped[Decimal | None] = mapped_column(Money())
     take_profit_order_id: Mapped[str | None] = mapped_column(sa.String(64))
     trailing_stop_offset: Mapped[Decimal | None] = mapped_column(Money())
+    # The best price seen since entry (highest bid for a long, lowest ask for a short): the
+    # trailing stop sits trailing_stop_offset behind it and only ever moves in the trade's favour.
+    trail_anchor: Mapped[Decimal | None] = mapped_column(Money())
+    protection_detail: Mapped[str] = mapped_column(sa.String(500), nullable=False, default="")
+    # When the monitor first saw the stop, take-profit or trailing stop crossed.
+    breached_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Exits, derived from the fills of the trade's exit orders: open quantity = filled - exited.
+    exit_filled_quantity: Mapped[Decimal] = mapped_column(Money(), nullable=False, default=Decimal(0))
+    exit_average_price: Mapped[Decimal | None] = mapped_column(Money())
     # Results, derived from fills.
     close_price: Mapped[Decimal | None] = mapped_column(Money())
     fees: Mapped[Decimal] = mapped_column(Money(), nullable=False, default=Decimal(0))
@@ -245,6 +256,13 @@ class Trade(db.Model):  # type: ignore[name-defined]
     orders: Mapped[list[Order]] = relationship(back_populates="trade")
 
 
+def _sql_values(members: frozenset[StrEnum]) -> str:
+    return ", ".join(f"'{member.value}'" for member in sorted(members))
+
+
+ACTIVE_EXIT = sa.text(f"purpose IN ({_sql_values(EXIT_PURPOSES)}) AND status IN ({_sql_values(LIVE_ORDER_STATUSES)})")
+
+
 class Order(db.Model):  # type: ignore[name-defined]
     """One order sent (or about to be sent) to a broker; the intent is stored before sending."""
 
@@ -252,6 +270,14 @@ class Order(db.Model):  # type: ignore[name-defined]
     __table_args__ = (
         sa.UniqueConstraint("user_id", "idempotency_key", name="uq_orders_user_id_idempotency_key"),
         sa.Index("ix_orders_connection_status", "connection_id", "status"),
+        # At most one live exit per trade: the database itself refuses a second close, whoever asks.
+        sa.Index(
+            "uq_orders_one_active_exit",
+            "trade_id",
+            unique=True,
+            postgresql_where=ACTIVE_EXIT,
+            sqlite_where=ACTIVE_EXIT,
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -97,6 +97,13 @@ class OrderStatus(StrEnum):
     UNKNOWN = "unknown"
 
 
+TERMINAL_ORDER_STATUSES = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED, OrderStatus.REPLACED}
+)
+LIVE_ORDER_STATUSES = frozenset(OrderStatus) - TERMINAL_ORDER_STATUSES
+EXIT_PURPOSES = frozenset(OrderPurpose) - {OrderPurpose.ENTRY}
+
+
 class TradeStatus(StrEnum):
     """Life of a trade: one entry and its exits (the original system's values, extended)."""
 

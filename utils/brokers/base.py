@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from utils.enums import OrderSide, OrderStatus, OrderType, TimeInForce
+from utils.enums import TERMINAL_ORDER_STATUSES, OrderSide, OrderStatus, OrderType, TimeInForce
 
 
 @dataclass(frozen=True)
@@ -148,9 +148,7 @@ class MarketHours:
     closes_at: datetime | None
 
 
-TERMINAL_STATUSES = frozenset(
-    {OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED, OrderStatus.REPLACED}
-)
+TERMINAL_STATUSES = TERMINAL_ORDER_STATUSES
 
 
 class Broker(abc.ABC):
