@@ -47,6 +47,8 @@ __all__ = [
     "Trade",
     "Order",
     "Fill",
+    "MonitorRun",
+    "Notification",
     # paper broker
     "PaperAccount",
     "PaperPosition",
@@ -303,6 +305,7 @@ class Order(db.Model):  # type: ignore[name-defined]
     filled_quantity: Mapped[Decimal] = mapped_column(Money(), nullable=False, default=Decimal(0))
     average_fill_price: Mapped[Decimal | None] = mapped_column(Money())
     remaining_quantity: Mapped[Decimal | None] = mapped_column(Money())
+    fees: Mapped[Decimal] = mapped_column(Money(), nullable=False, default=Decimal(0))
     status_detail: Mapped[str] = mapped_column(sa.String(500), nullable=False, default="")
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -329,6 +332,41 @@ class Fill(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = created_at_column()
 
     order: Mapped[Order] = relationship(back_populates="fills")
+
+
+class MonitorRun(db.Model):  # type: ignore[name-defined]
+    """One stop-loss monitor pass over a set of connections (a cycle may fan out into several)."""
+
+    __tablename__ = "monitor_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_key: Mapped[str] = mapped_column(sa.String(40), nullable=False, index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
+    duration_ms: Mapped[int] = mapped_column(nullable=False, default=0)
+    positions: Mapped[int] = mapped_column(nullable=False, default=0)
+    breaches: Mapped[int] = mapped_column(nullable=False, default=0)
+    closes: Mapped[int] = mapped_column(nullable=False, default=0)
+    stale_quotes: Mapped[int] = mapped_column(nullable=False, default=0)
+    errors: Mapped[int] = mapped_column(nullable=False, default=0)
+    quote_calls: Mapped[int] = mapped_column(nullable=False, default=0)
+    detail: Mapped[str] = mapped_column(sa.String(1000), nullable=False, default="")
+
+
+class Notification(db.Model):  # type: ignore[name-defined]
+    """Something a user must know: a stop triggered, a protection failure, a rejection, a reconnect."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (sa.Index("ix_notifications_user_created", "user_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    kind: Mapped[str] = mapped_column(sa.String(40), nullable=False)
+    level: Mapped[str] = mapped_column(sa.String(10), nullable=False, default="info")
+    message: Mapped[str] = mapped_column(sa.String(1000), nullable=False)
+    subject_type: Mapped[str] = mapped_column(sa.String(40), nullable=False, default="")
+    subject_id: Mapped[str] = mapped_column(sa.String(64), nullable=False, default="")
+    created_at: Mapped[datetime] = created_at_column()
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 # ================================================================================ paper broker

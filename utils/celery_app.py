@@ -76,6 +76,19 @@ class HeartbeatScheduler(PersistentScheduler):
         os.makedirs(os.path.dirname(os.path.abspath(filename)), exist_ok=True)
         super().setup_schedule()
 
+    def apply_entry(self, entry: Any, producer: Any = None) -> None:
+        """Send one due entry, first replacing a producer whose channel was closed under it.
+
+        Celery caches the producer for the life of beat, so one closed channel (seen with the
+        embedded beat on kombu's SQLite transport right at start-up) would silence every later
+        entry; a fresh producer heals it.
+        """
+        if producer is not None and getattr(producer.channel, "connection", None) is None:
+            log.warning("beat.producer_reopened", entry=entry.name)
+            self.__dict__.pop("producer", None)
+            producer = self.producer
+        super().apply_entry(entry, producer=producer)
+
     def tick(self, *args: Any, **kwargs: Any) -> float:
         """Run due entries, then record liveness if the heartbeat interval has passed."""
         delay: float = super().tick(*args, **kwargs)

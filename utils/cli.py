@@ -1,4 +1,5 @@
-"""Operator commands: ``flask users …``, ``flask crypto rotate``, ``flask seed demo``, ``flask fake-broker``."""
+"""Operator commands: ``flask users …``, ``flask crypto rotate``, ``flask seed demo``, ``flask fake-broker``,
+``flask trading halt|resume|status``."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from werkzeug.serving import make_server
 
-from utils.enums import Role
+from utils.enums import Role, TradingState
 from utils.exceptions import ArbionError
-from utils.services import connections, credentials, users
+from utils.services import connections, credentials, execution, monitor, trading_state, users
 
 users_cli = AppGroup("users", help="Manage user accounts.")
 crypto_cli = AppGroup("crypto", help="Manage credential encryption.")
@@ -25,6 +26,7 @@ brokers_cli = AppGroup("brokers", help="Check broker connections.")
 fake_broker_cli = AppGroup(
     "fake-broker", help="Run a broker's HTTP fake on loopback: a local sandbox that approves every login."
 )
+trading_cli = AppGroup("trading", help="Platform-wide trading controls: the kill switch and the monitor.")
 
 DEMO_TRADER_EMAIL = "demo@example.com"
 LOCAL_SUPERADMIN_EMAIL = "admin@example.com"
@@ -40,7 +42,7 @@ SANDBOX_COINBASE_BALANCES = (("USD", "10000"), ("BTC", "0.25"), ("ETH", "2"))
 
 def init_cli(app: Flask) -> None:
     """Register the command groups on the app."""
-    for group in (users_cli, crypto_cli, seed_cli, brokers_cli, fake_broker_cli):
+    for group in (users_cli, crypto_cli, seed_cli, brokers_cli, fake_broker_cli, trading_cli):
         app.cli.add_command(group)
 
 
@@ -121,6 +123,61 @@ def ping_brokers() -> None:
     click.echo(f"{len(checked)} connection(s) checked.")
     if any(connection.status.value != "connected" for connection in checked):
         raise SystemExit(1)
+
+
+@trading_cli.command("halt")
+@click.option("--reason", required=True, help="Why trading stops; shown to every trader and kept in the audit log.")
+def halt_trading(reason: str) -> None:
+    """Stop all new orders platform-wide; orders that close or reduce positions still go through."""
+    status = _set_global_state(TradingState.HALTED, reason)
+    click.echo(f"Trading HALTED platform-wide: {status.reason}")
+    click.echo("New orders are refused; protective and closing exits still run. Undo with: flask trading resume")
+
+
+@trading_cli.command("resume")
+@click.option("--reason", default="", help="Optional note for the audit log.")
+def resume_trading(reason: str) -> None:
+    """Lift the platform-wide halt: trading is ACTIVE again (per-user states still apply)."""
+    _set_global_state(TradingState.ACTIVE, reason)
+    click.echo("Trading is ACTIVE platform-wide.")
+
+
+@trading_cli.command("status")
+def trading_status() -> None:
+    """Print the platform-wide trading state."""
+    status = trading_state.global_trading_state()
+    detail = f": {status.reason}" if status.reason else ""
+    by = f" (set by {status.by})" if status.by else ""
+    click.echo(f"Trading is {status.state.value.upper()} platform-wide{detail}{by}.")
+
+
+@trading_cli.command("monitor")
+@click.option("--once", is_flag=True, help="Run one cycle now, in the foreground (required).")
+def run_monitor(once: bool) -> None:
+    """Run one stop-loss monitor cycle, send the exits it decides, and print its summary.
+
+    The scheduled monitor runs on Celery Beat every STOP_MONITOR_INTERVAL seconds; this is for
+    operators and tests.
+    """
+    if not once:
+        raise click.UsageError("Pass --once: the scheduled monitor runs on Celery Beat.")
+    result = monitor.run_cycle()
+    for order_id in result.exit_order_ids:
+        execution.send(order_id)
+    click.echo(
+        f"Monitor cycle {result.cycle_key}: {result.positions} position(s) checked, {result.breaches} breach(es), "
+        f"{len(result.exit_order_ids)} closed, {result.stale_quotes} unpriced, {result.errors} error(s), "
+        f"{result.quote_calls} quote call(s) in {result.duration_ms} ms."
+    )
+    if result.errors or result.stale_quotes:
+        raise SystemExit(1)
+
+
+def _set_global_state(state: TradingState, reason: str) -> trading_state.TradingStatus:
+    try:
+        return trading_state.set_global_trading_state(None, state, reason, source="cli")
+    except ArbionError as exc:
+        raise click.ClickException(exc.message) from exc
 
 
 def _loopback_host(ctx: click.Context, param: click.Parameter, host: str) -> str:

@@ -19,6 +19,7 @@ from utils.exceptions import ConfigurationError
 ENVIRONMENTS = ("development", "testing", "production")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+_NO_LIMIT = {"off", "none"}
 
 
 class _Reader:
@@ -68,6 +69,14 @@ class _Reader:
             return Decimal(default)
         return value
 
+    def limit_decimal(self, name: str, default: str) -> Decimal | None:
+        """A non-negative decimal limit, or None (no limit) when set to "off" or "none"."""
+        return None if self.text(name).lower() in _NO_LIMIT else self.decimal(name, default)
+
+    def limit_number(self, name: str, default: int) -> int | None:
+        """A non-negative integer limit, or None (no limit) when set to "off" or "none"."""
+        return None if self.text(name).lower() in _NO_LIMIT else self.number(name, default)
+
 
 def normalise_database_url(url: str) -> str:
     """Accept Heroku's ``postgres://`` scheme, which SQLAlchemy 2 no longer does."""
@@ -87,6 +96,7 @@ def load_config(environ: Mapping[str, str] | None = None, instance_path: str = "
     config.update(_security_settings(read, env))
     config.update(_operations_settings(read, env))
     config.update(_broker_settings(read))
+    config.update(_risk_settings(read))
     config["ENCRYPTION"] = _encryption_settings(read)
     read.problems.extend(_missing_secrets(config))
     read.problems.extend(encryption_problems(config["ENCRYPTION"]))
@@ -120,6 +130,8 @@ def _core_settings(read: _Reader, env: str, instance_path: str) -> dict[str, Any
             "worker_prefetch_multiplier": 1,
             # Keep our logging (structured, with secret redaction) in workers and beat too.
             "worker_hijack_root_logger": False,
+            # Celery would swap sys.stderr for a logger proxy, and our handler writes to sys.stderr.
+            "worker_redirect_stdouts": False,
             "result_expires": 3600,
             "timezone": "UTC",
             "enable_utc": True,
@@ -178,6 +190,10 @@ def _broker_settings(read: _Reader) -> dict[str, Any]:
         "PAPER_COMMISSION_MINIMUM": read.decimal("PAPER_COMMISSION_MINIMUM", "0"),
         "PAPER_PRICE_SEED": read.number("PAPER_PRICE_SEED", 0),
         "PAPER_MATCH_INTERVAL": read.number("PAPER_MATCH_INTERVAL", 5, 1),
+        "ORDER_POLL_INTERVAL": read.number("ORDER_POLL_INTERVAL", 10, 1),
+        "STOP_MONITOR_INTERVAL": read.number("STOP_MONITOR_INTERVAL", 60, 1),
+        "STOP_MONITOR_MAX_QUOTE_AGE": read.number("STOP_MONITOR_MAX_QUOTE_AGE", 60, 1),
+        "STOP_MONITOR_CHUNK_SIZE": read.number("STOP_MONITOR_CHUNK_SIZE", 200, 1),
         "SCHWAB_CLIENT_ID": read.text("SCHWAB_CLIENT_ID"),
         "SCHWAB_CLIENT_SECRET": read.text("SCHWAB_CLIENT_SECRET"),
         "SCHWAB_REDIRECT_URI": read.text("SCHWAB_REDIRECT_URI"),
@@ -185,6 +201,22 @@ def _broker_settings(read: _Reader) -> dict[str, Any]:
         "SCHWAB_ORDER_WRITES_PER_MINUTE": read.number("SCHWAB_ORDER_WRITES_PER_MINUTE", 120, 1),
         "SCHWAB_TOKEN_UPKEEP_INTERVAL": read.number("SCHWAB_TOKEN_UPKEEP_INTERVAL", 300, 30),
         "COINBASE_API_BASE_URL": read.text("COINBASE_API_BASE_URL", "https://api.coinbase.com"),
+    }
+
+
+def _risk_settings(read: _Reader) -> dict[str, Any]:
+    """Default risk limits; an admin's per-user settings override each one (see services.risk)."""
+    return {
+        "RISK_MAX_ORDER_NOTIONAL": read.limit_decimal("RISK_MAX_ORDER_NOTIONAL", "25000"),
+        "RISK_MAX_POSITION_NOTIONAL": read.limit_decimal("RISK_MAX_POSITION_NOTIONAL", "50000"),
+        "RISK_MAX_TOTAL_EXPOSURE": read.limit_decimal("RISK_MAX_TOTAL_EXPOSURE", "250000"),
+        "RISK_MAX_OPEN_POSITIONS": read.limit_number("RISK_MAX_OPEN_POSITIONS", 20),
+        "RISK_MAX_ORDERS_PER_DAY": read.limit_number("RISK_MAX_ORDERS_PER_DAY", 200),
+        "RISK_MAX_DAILY_LOSS": read.limit_decimal("RISK_MAX_DAILY_LOSS", "5000"),
+        "RISK_EQUITIES_MARKET_HOURS_ONLY": read.flag("RISK_EQUITIES_MARKET_HOURS_ONLY", True),
+        "RISK_MAX_QUOTE_AGE_SECONDS": read.number("RISK_MAX_QUOTE_AGE_SECONDS", 30, 1),
+        "RISK_REQUIRE_STOP_LOSS": read.flag("RISK_REQUIRE_STOP_LOSS", True),
+        "RISK_MAX_STOP_DISTANCE_PCT": read.limit_decimal("RISK_MAX_STOP_DISTANCE_PCT", "20"),
     }
 
 

@@ -1,4 +1,4 @@
-"""Row locks that hold on every backend we run on.
+"""Row locks that hold on every backend we run on, and conditional-update claims.
 
 PostgreSQL locks the selected rows with SELECT ... FOR UPDATE. SQLite ignores FOR UPDATE, so there
 a no-op UPDATE of the same rows runs first: it takes the database's write lock for the rest of the
@@ -9,7 +9,9 @@ loaded before the lock was taken.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
+
+from sqlalchemy.engine import CursorResult
 
 from utils.extensions import db
 
@@ -24,3 +26,10 @@ def locked_one(model: type[Model], *criteria: Any) -> Model | None:
         db.session.execute(db.update(table).where(*criteria).values({key.name: key}))
     statement = db.select(model).where(*criteria).with_for_update().execution_options(populate_existing=True)
     return db.session.scalar(statement)
+
+
+def claimed(statement: Any) -> bool:
+    """Run a conditional UPDATE ("... WHERE status = expected"); True when it changed exactly one
+    row, i.e. this caller won the race. The session's copies are not touched: refresh them."""
+    result = cast(CursorResult[Any], db.session.execute(statement.execution_options(synchronize_session=False)))
+    return result.rowcount == 1

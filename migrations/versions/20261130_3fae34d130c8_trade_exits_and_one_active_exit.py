@@ -35,6 +35,11 @@ def upgrade() -> None:
             sqlite_where=ACTIVE_EXIT,
         )
 
+    with op.batch_alter_table("orders", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("fees", utils.money.Money(precision=28, scale=10), nullable=False, server_default="0")
+        )
+
     with op.batch_alter_table("trades", schema=None) as batch_op:
         batch_op.add_column(sa.Column("trail_anchor", utils.money.Money(precision=28, scale=10), nullable=True))
         batch_op.add_column(sa.Column("protection_detail", sa.String(length=500), nullable=False, server_default=""))
@@ -56,6 +61,7 @@ def downgrade() -> None:
         batch_op.drop_column("trail_anchor")
 
     with op.batch_alter_table("orders", schema=None) as batch_op:
+        batch_op.drop_column("fees")
         batch_op.drop_index(
             "uq_orders_one_active_exit",
             postgresql_where=ACTIVE_EXIT,

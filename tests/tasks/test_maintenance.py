@@ -79,3 +79,19 @@ def test_beat_schedule_is_data_with_the_heartbeat_and_retention(app: Flask) -> N
     assert schedule["purge-old-audit-logs"]["task"] == "maintenance.purge_old_audit_logs"
     registered = app.extensions["celery"].tasks
     assert all(entry["task"] in registered for entry in schedule.values())
+
+
+def test_beat_replaces_a_producer_whose_channel_closed(app: Flask, tmp_path: object, worker: None) -> None:
+    celery_app = app.extensions["celery"]
+    scheduler = HeartbeatScheduler(app=celery_app, schedule_filename=f"{tmp_path}/schedule", lazy=False)
+    try:
+        dead = scheduler.producer
+        dead.channel.close()  # as the embedded beat's channel was seen to close at start-up
+        scheduler.apply_entry(scheduler.schedule["worker-heartbeat"], producer=dead)
+        assert scheduler.producer is not dead
+        deadline = utcnow() + timedelta(seconds=20)
+        while db.session.get(Heartbeat, "worker") is None and utcnow() < deadline:
+            db.session.expire_all()
+        assert db.session.get(Heartbeat, "worker") is not None, "the entry was sent through a fresh producer"
+    finally:
+        scheduler.close()

@@ -27,6 +27,7 @@ from utils.services.paper_ledger import DatabasePaperStore
 from utils.services.schwab_tokens import ConnectionTokenStore
 
 MAX_PAPER_STARTING_CASH = Decimal("100000000")
+COINBASE_QUOTE_CURRENCY = "USD"  # Coinbase orders are per API key; positions are read against the USD wallet
 RECONNECT_WARNING_DAYS = 2
 ATTENTION_STATUSES = frozenset(
     {ConnectionStatus.RECONNECT_NEEDED, ConnectionStatus.ERROR, ConnectionStatus.CREDENTIALS_UNREADABLE}
@@ -154,6 +155,17 @@ def _check(connection: BrokerConnection, actor: User | None) -> BrokerConnection
     audit.record("connection.test", actor=actor, subject=connection, details={"status": connection.status.value})
     db.session.commit()
     return connection
+
+
+def trading_account_id(connection: BrokerConnection) -> str:
+    """The account id the connection's broker takes in order and position calls."""
+    if connection.provider == Provider.PAPER:
+        return _paper_account(connection).account_key
+    if connection.provider == Provider.SCHWAB and connection.account_hash:
+        return connection.account_hash
+    if connection.provider == Provider.COINBASE:
+        return COINBASE_QUOTE_CURRENCY
+    raise NotFoundError("This connection has no trading account yet; connect it again.")
 
 
 def broker_for(connection: BrokerConnection) -> Broker:

@@ -7,7 +7,13 @@ from typing import Any
 
 from celery.schedules import crontab
 
-TASK_MODULES = ("utils.tasks.maintenance", "utils.tasks.paper", "utils.tasks.connections")
+TASK_MODULES = (
+    "utils.tasks.maintenance",
+    "utils.tasks.paper",
+    "utils.tasks.connections",
+    "utils.tasks.trading",
+    "utils.tasks.monitoring",
+)
 
 
 def build_beat_schedule(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -15,6 +21,8 @@ def build_beat_schedule(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     interval = config["HEARTBEAT_INTERVAL"]
     paper_interval = float(config["PAPER_MATCH_INTERVAL"])
     upkeep_interval = float(config["SCHWAB_TOKEN_UPKEEP_INTERVAL"])
+    poll_interval = float(config["ORDER_POLL_INTERVAL"])
+    monitor_interval = float(config["STOP_MONITOR_INTERVAL"])
     return {
         "worker-heartbeat": {
             "task": "system.record_worker_heartbeat",
@@ -31,6 +39,17 @@ def build_beat_schedule(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             "schedule": paper_interval,
             # The next run is due by then: a pass that waited longer is dropped, not piled up.
             "options": {"expires": paper_interval},
+        },
+        "stop-loss-monitor": {
+            "task": "monitoring.stop_loss_cycle",
+            "schedule": monitor_interval,
+            # A cycle that waited a whole interval in the queue is superseded by the next one.
+            "options": {"expires": monitor_interval},
+        },
+        "track-orders": {
+            "task": "trading.track_orders",
+            "schedule": poll_interval,
+            "options": {"expires": poll_interval},
         },
         "keep-schwab-logins-alive": {
             "task": "connections.keep_schwab_logins_alive",

@@ -1,0 +1,182 @@
+"""The stop-loss monitor and broker-held protection on the paper broker and the real database."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from flask import Flask
+
+from models import BrokerConnection, MonitorRun, Notification, Order, Trade, User
+from tests.trading_support import CRYPTO, run_in_threads, ticket
+from utils.enums import OrderPurpose, OrderSide, OrderStatus, OrderType, ProtectionMode, TradeStatus
+from utils.extensions import db
+from utils.services import connections, execution, monitor, orders, protection, trade_book
+
+
+def open_trade(trader: User, paper: BrokerConnection, **fields: object) -> Trade:
+    """An entry sent and filled, without a broker stop: the monitor is its only protection."""
+    entry = orders.submit(orders.place_order(trader, ticket(paper, **fields)).id)
+    assert entry is not None and entry.trade is not None and entry.trade.status == TradeStatus.OPEN
+    return entry.trade
+
+
+def bid(paper: BrokerConnection) -> Decimal:
+    return connections.broker_for(paper).quotes([CRYPTO])[CRYPTO].bid
+
+
+def exits_of(trade: Trade) -> list[Order]:
+    statement = db.select(Order).where(Order.trade_id == trade.id, Order.purpose == OrderPurpose.EXIT)
+    return list(db.session.scalars(statement))
+
+
+def test_a_breached_stop_is_closed_once_and_the_trade_settles(trader: User, paper: BrokerConnection) -> None:
+    trade = open_trade(trader, paper)
+    trade.stop_loss_price = bid(paper) * 2  # the market is far below the stop: breached
+    db.session.commit()
+    first = monitor.run_cycle()
+    assert (first.positions, first.breaches, len(first.exit_order_ids)) == (1, 1, 1)
+    assert trade.status == TradeStatus.CLOSING and trade.breached_at is not None
+    again = monitor.run_cycle()
+    assert (again.positions, again.exit_order_ids) == (0, []), "a closing trade is not closed twice"
+    execution.send(first.exit_order_ids[0])
+    db.session.expire_all()
+    closed = db.session.get_one(Trade, trade.id)
+    assert closed.status == TradeStatus.CLOSED and closed.realized_pnl is not None
+    assert trade_book.open_quantity(closed) == 0 and len(exits_of(closed)) == 1
+    kinds = list(db.session.scalars(db.select(Notification.kind)))
+    assert kinds == ["stop_triggered"]
+    runs = monitor.recent_runs()
+    assert [run.closes for run in runs] == [0, 1] and runs[1].quote_calls == 1
+
+
+def test_take_profit_and_trailing_stop_close_and_an_untouched_stop_holds(trader: User, paper: BrokerConnection) -> None:
+    holding = open_trade(trader, paper)
+    target = open_trade(trader, paper)
+    target.stop_loss_price, target.take_profit_price = None, bid(paper) / 2
+    trailing = open_trade(trader, paper)
+    trailing.stop_loss_price, trailing.trailing_stop_offset = None, Decimal("1")
+    trailing.trail_anchor = bid(paper) * 2  # it once traded far higher: the trail is now crossed
+    db.session.commit()
+    result = monitor.run_cycle()
+    assert (result.positions, result.breaches) == (3, 2)
+    assert {db.session.get_one(Order, i).trade_id for i in result.exit_order_ids} == {target.id, trailing.id}
+    assert holding.status == TradeStatus.OPEN and holding.breached_at is None
+
+
+def test_a_trailing_anchor_only_moves_in_the_trades_favour(trader: User, paper: BrokerConnection) -> None:
+    trade = open_trade(trader, paper)
+    trade.stop_loss_price, trade.trailing_stop_offset = None, bid(paper)  # far away: never crossed
+    trade.trail_anchor = Decimal("1")
+    db.session.commit()
+    monitor.run_cycle()
+    raised = trade.trail_anchor
+    assert raised is not None and raised > 1
+    trade.trail_anchor = raised * 10
+    db.session.commit()
+    monitor.run_cycle()
+    assert trade.trail_anchor == raised * 10, "a lower bid never lowers a long's anchor"
+
+
+def test_eight_concurrent_cycles_close_every_breached_trade_exactly_once(
+    app: Flask, trader: User, paper: BrokerConnection
+) -> None:
+    entry = open_trade(trader, paper)
+    breached = bid(paper) * 2
+    for _ in range(60):
+        db.session.add(_copy_of(entry, stop_loss_price=breached))
+    db.session.commit()
+    db.session.remove()
+    results = run_in_threads(app, 8, monitor.run_cycle)
+    exit_ids = [order_id for result in results for order_id in result.exit_order_ids]
+    assert len(exit_ids) == 60
+    per_trade = db.session.execute(
+        db.select(Order.trade_id, db.func.count()).where(Order.purpose == OrderPurpose.EXIT).group_by(Order.trade_id)
+    ).all()
+    assert len(per_trade) == 60 and {n for _, n in per_trade} == {1}
+    assert db.session.scalar(db.select(db.func.count()).select_from(MonitorRun)) == 8
+
+
+def test_an_entry_fill_gets_a_broker_stop_sized_to_it_and_resized_with_more_fills(
+    app: Flask, trader: User, paper: BrokerConnection
+) -> None:
+    app.config["PAPER_LIQUIDITY_PER_TICK"] = Decimal("0.01")
+    limit = (bid(paper) * Decimal("1.01")).quantize(Decimal("0.01"))  # marketable, 0.01 per pass
+    order = orders.place_order(
+        trader, ticket(paper, quantity=Decimal("0.04"), order_type=OrderType.LIMIT, limit_price=limit)
+    )
+    execution.send(order.id)
+    trade = db.session.get_one(Trade, order.trade_id)
+    stop = protection.protective_order(trade)
+    assert trade.protection_mode == ProtectionMode.NATIVE
+    assert stop is not None and (stop.order_type, stop.status, stop.quantity) == (
+        OrderType.STOP,
+        OrderStatus.WORKING,
+        Decimal("0.01"),
+    )
+    execution.follow_orders()
+    db.session.expire_all()
+    trade = db.session.get_one(Trade, order.trade_id)
+    resized = protection.protective_order(trade)
+    assert trade.filled_quantity > Decimal("0.01"), "the paper broker filled more on later passes"
+    assert resized is not None and resized.id != stop.id
+    assert resized.quantity == trade_book.open_quantity(trade) == trade.filled_quantity
+    statuses = {o.id: o.status for o in trade.orders if o.purpose == OrderPurpose.STOP_LOSS}
+    assert statuses[stop.id] == OrderStatus.CANCELLED
+
+
+def test_the_watchdog_replaces_a_broker_stop_that_disappeared(trader: User, paper: BrokerConnection) -> None:
+    entry = orders.place_order(trader, ticket(paper))
+    execution.send(entry.id)
+    trade = db.session.get_one(Trade, entry.trade_id)
+    lost = protection.protective_order(trade)
+    assert lost is not None and lost.broker_order_id is not None
+    broker = connections.broker_for(paper)
+    broker.cancel_order(connections.trading_account_id(paper), lost.broker_order_id)  # gone at the broker
+    report, exits = execution.follow_orders()
+    assert report.changed == 1 and exits == []
+    db.session.expire_all()
+    trade = db.session.get_one(Trade, entry.trade_id)
+    again = protection.protective_order(trade)
+    assert again is not None and again.id != lost.id and again.status == OrderStatus.WORKING
+    assert trade.protection_mode == ProtectionMode.NATIVE
+
+
+def test_a_position_without_protection_says_unprotected(app: Flask, trader: User, paper: BrokerConnection) -> None:
+    app.config["RISK_REQUIRE_STOP_LOSS"] = False
+    entry = orders.place_order(trader, ticket(paper, stop_loss_price=None))
+    execution.send(entry.id)
+    trade = db.session.get_one(Trade, entry.trade_id)
+    assert trade.protection_mode == ProtectionMode.NONE and trade.protection_detail.startswith("UNPROTECTED")
+
+
+def _copy_of(trade: Trade, **changes: object) -> Trade:
+    """Another open trade like ``trade`` (input rows for the monitor; it sends nothing in this test)."""
+    copy = Trade(
+        user_id=trade.user_id,
+        connection_id=trade.connection_id,
+        symbol=trade.symbol,
+        side=OrderSide.BUY,
+        trade_type=OrderType.MARKET,
+        status=TradeStatus.OPEN,
+        quantity=trade.quantity,
+        filled_quantity=trade.filled_quantity,
+        average_fill_price=trade.average_fill_price,
+    )
+    for name, value in changes.items():
+        setattr(copy, name, value)
+    return copy
+
+
+def test_the_monitor_command_runs_one_cycle_and_closes_the_breach(
+    app: Flask, trader: User, paper: BrokerConnection
+) -> None:
+    trade = open_trade(trader, paper)
+    trade.stop_loss_price = bid(paper) * 2
+    db.session.commit()
+    output = app.test_cli_runner().invoke(args=["trading", "monitor", "--once"])
+    assert output.exit_code == 0, output.output
+    assert "1 position(s) checked, 1 breach(es), 1 closed" in output.output
+    db.session.expire_all()
+    assert db.session.get_one(Trade, trade.id).status == TradeStatus.CLOSED
+    refused = app.test_cli_runner().invoke(args=["trading", "monitor"])
+    assert refused.exit_code == 2 and "Pass --once" in refused.output

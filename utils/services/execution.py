@@ -1,0 +1,30 @@
+"""Sending and following orders with their protection: what the order tasks call.
+
+After an entry fills (in part or in full), its protective stop is placed or resized at once, so
+a filled position is unprotected for no longer than one broker round trip.
+"""
+
+from __future__ import annotations
+
+from utils.enums import OrderPurpose
+from utils.services import monitor, order_tracking, orders, protection
+
+
+def send(order_id: int) -> None:
+    """Send one stored order (once), then protect what its fills opened."""
+    order = orders.submit(order_id)
+    opened = order is not None and order.purpose == OrderPurpose.ENTRY and order.filled_quantity > 0
+    if opened and order is not None and order.trade is not None:
+        protection.protect(order.trade)
+
+
+def follow_orders() -> tuple[order_tracking.TrackingReport, list[int]]:
+    """One tracking pass over live orders, then the protection watchdog over what it found.
+
+    Returns the report and the exits the caller must send (trades whose broker stop was lost and
+    could not be re-placed are closed).
+    """
+    report = order_tracking.track_all()
+    result = monitor.CycleResult("watchdog")
+    monitor.watchdog(None, result)
+    return report, result.exit_order_ids

@@ -1,0 +1,252 @@
+"""The stop-loss monitor: one cycle loads every protected open trade, prices it, and closes breaches.
+
+A cycle reads in a constant number of queries (trades, their connections, their live exits),
+fetches quotes once per provider and symbol batch, evaluates every trade with pure code
+(utils.risk.stops) and closes each breached trade with a market exit EXACTLY ONCE: the exit is
+stored by ``orders.close_trade`` (conditional OPEN → CLOSING plus the one-live-exit index), and
+the caller sends it. A trade whose broker holds the stop gets one interval for the broker to
+act before the monitor steps in. Missing, stale or impossible quotes never close anything: they
+are counted, logged and told to the user once.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy.orm import selectinload
+
+from models import BrokerConnection, MonitorRun, Order, Trade
+from utils.brokers.base import Quote
+from utils.enums import ConnectionStatus, OrderPurpose, OrderStatus, ProtectionMode, Provider, TradeStatus
+from utils.exceptions import ArbionError
+from utils.extensions import db
+from utils.money import utcnow
+from utils.observability import get_logger
+from utils.risk import stops
+from utils.risk.inputs import looks_like_crypto
+from utils.services import connections, notifications, orders, protection, trade_book
+
+log = get_logger(__name__)
+WATCHED = (TradeStatus.OPEN, TradeStatus.PARTIALLY_FILLED)
+
+
+@dataclass
+class CycleResult:
+    """What one monitor run did; ``exit_order_ids`` are the exits the caller must send."""
+
+    cycle_key: str
+    positions: int = 0
+    breaches: int = 0
+    stale_quotes: int = 0
+    errors: int = 0
+    quote_calls: int = 0
+    duration_ms: int = 0
+    exit_order_ids: list[int] = field(default_factory=list)
+
+
+def run_cycle(connection_ids: list[int] | None = None, cycle_key: str | None = None) -> CycleResult:
+    """One monitor run over the given connections (all when None); records a MonitorRun (commits)."""
+    started, clock = utcnow(), time.perf_counter()
+    result = CycleResult(cycle_key or uuid.uuid4().hex[:16])
+    trades = _watched_trades(connection_ids)
+    result.positions = len(trades)
+    by_connection = _connections({trade.connection_id for trade in trades})
+    quotes = _quotes(trades, by_connection, result)
+    for trade in trades:
+        _watch(trade, by_connection.get(trade.connection_id), quotes, result)
+    db.session.commit()
+    watchdog(connection_ids, result)
+    result.duration_ms = int((time.perf_counter() - clock) * 1000)
+    _record(result, started)
+    return result
+
+
+def watchdog(connection_ids: list[int] | None, result: CycleResult) -> None:
+    """Re-place or resize broker stops; close a trade whose broker stop is gone and cannot be re-placed."""
+    for trade_id in protection.ensure_all(connection_ids):
+        _close(db.session.get_one(Trade, trade_id), "Its broker stop was lost and could not be re-placed.", result)
+
+
+def connection_chunks(size: int) -> list[list[int]]:
+    """Connections with watched trades, in chunks of ``size`` for fan-out to several workers."""
+    statement = db.select(Trade.connection_id).where(Trade.status.in_(WATCHED)).distinct()
+    ids = sorted(db.session.scalars(statement))
+    return [ids[start : start + size] for start in range(0, len(ids), size)]
+
+
+def recent_runs(limit: int = 20) -> list[MonitorRun]:
+    """The newest monitor runs first (admin status page)."""
+    statement = db.select(MonitorRun).order_by(MonitorRun.started_at.desc(), MonitorRun.id.desc()).limit(limit)
+    return list(db.session.scalars(statement))
+
+
+# ---------------------------------------------------------------------------------- loading
+
+
+def _watched_trades(connection_ids: list[int] | None) -> list[Trade]:
+    """Open trades with any protection, with their orders, in two queries."""
+    protected = db.or_(
+        Trade.stop_loss_price.is_not(None),
+        Trade.take_profit_price.is_not(None),
+        Trade.trailing_stop_offset.is_not(None),
+    )
+    statement = db.select(Trade).where(Trade.status.in_(WATCHED), protected).options(selectinload(Trade.orders))
+    if connection_ids is not None:
+        statement = statement.where(Trade.connection_id.in_(connection_ids))
+    return list(db.session.scalars(statement.order_by(Trade.id)))
+
+
+def _connections(ids: Iterable[int]) -> dict[int, BrokerConnection]:
+    statement = db.select(BrokerConnection).where(BrokerConnection.id.in_(list(ids)))
+    return {connection.id: connection for connection in db.session.scalars(statement)}
+
+
+def _quotes(trades: list[Trade], by_connection: dict[int, BrokerConnection], result: CycleResult) -> dict[str, Quote]:
+    """Quotes for every watched symbol: one call per provider and symbol batch, through any
+    connected connection of that provider (market data is the same for every user)."""
+    wanted: dict[Provider, set[str]] = defaultdict(set)
+    sources: dict[Provider, list[BrokerConnection]] = defaultdict(list)
+    for trade in trades:
+        connection = by_connection.get(trade.connection_id)
+        if connection is None or connection.status != ConnectionStatus.CONNECTED:
+            continue
+        provider = Provider(connection.provider)
+        wanted[provider].add(trade.symbol)
+        if connection not in sources[provider]:
+            sources[provider].append(connection)
+    quotes: dict[str, Quote] = {}
+    for provider, symbols in wanted.items():
+        quotes |= _provider_quotes(provider, sorted(symbols), sources[provider], result)
+    return quotes
+
+
+def _provider_quotes(
+    provider: Provider, symbols: list[str], sources: list[BrokerConnection], result: CycleResult
+) -> dict[str, Quote]:
+    for connection in sources[:3]:  # a broken connection must not blind the monitor to the provider
+        try:
+            broker = connections.broker_for(connection)
+            batch = broker.capabilities.max_symbols_per_quote
+            result.quote_calls += -(-len(symbols) // batch)
+            return broker.quotes(symbols)
+        except ArbionError as exc:
+            result.errors += 1
+            log.warning("monitor.quotes_failed", provider=provider.value, connection_id=connection.id, error=exc.code)
+    return {}
+
+
+# ---------------------------------------------------------------------------------- evaluating
+
+
+def _watch(trade: Trade, connection: BrokerConnection | None, quotes: dict[str, Quote], result: CycleResult) -> None:
+    now = utcnow()
+    quote = quotes.get(trade.symbol) if connection is not None else None
+    decision = stops.evaluate(_protection_of(trade), quote, now, current_app.config["STOP_MONITOR_MAX_QUOTE_AGE"])
+    if decision.anchor_moved:
+        trade.trail_anchor = decision.trail_anchor
+    if decision.needs_alert:
+        _alert(trade, decision.reason, result)
+        return
+    if not decision.closes:
+        trade.breached_at = None
+        return
+    result.breaches += 1
+    if trade.breached_at is None:
+        trade.breached_at = now
+    if _broker_acts_first(trade, decision, now):
+        return
+    if not _market_open_for(trade, connection):
+        trade.protection_detail = f"{decision.reason} The market is closed: closing at the open."
+        return
+    _close(trade, decision.reason, result)
+
+
+def _protection_of(trade: Trade) -> stops.Protection:
+    return stops.Protection(
+        side=stops.PositionSide.of_entry(trade.side),
+        open_quantity=trade_book.open_quantity(trade),
+        stop_loss_price=trade.stop_loss_price,
+        take_profit_price=trade.take_profit_price,
+        trailing_stop_offset=trade.trailing_stop_offset,
+        trail_anchor=trade.trail_anchor,
+        symbol=trade.symbol,
+    )
+
+
+def _broker_acts_first(trade: Trade, decision: stops.StopDecision, now: datetime) -> bool:
+    """A stop held natively by the broker gets one monitor interval to fill before the backstop."""
+    if decision.action != stops.StopAction.STOP_LOSS or trade.protection_mode != ProtectionMode.NATIVE:
+        return False
+    if protection.protective_order(trade) is None:
+        return False
+    grace = timedelta(seconds=current_app.config["STOP_MONITOR_INTERVAL"])
+    return trade.breached_at is not None and now - trade.breached_at < grace
+
+
+def _market_open_for(trade: Trade, connection: BrokerConnection | None) -> bool:
+    if connection is None or looks_like_crypto(trade.symbol):
+        return True
+    return orders.market_open(connections.broker_for(connection), trade.symbol)
+
+
+def _close(trade: Trade, reason: str, result: CycleResult) -> None:
+    """Cancel a broker stop in the way, then store the one exit (None when another run won)."""
+    db.session.commit()  # the cycle's anchors and breach times first
+    try:
+        if protection.protective_order(trade) is not None:
+            broker = connections.broker_for(orders.connection_of(trade))
+            if not protection.cancel_protection(trade, broker):
+                return  # the broker stop filled (closed by it) or the cancel awaits confirmation
+        exit_order = orders.close_trade(trade, f"Monitor: {reason}")
+    except ArbionError as exc:
+        db.session.rollback()
+        result.errors += 1
+        log.warning("monitor.close_failed", trade_id=trade.id, error=exc.code)
+        return
+    if exit_order is not None:
+        result.exit_order_ids.append(exit_order.id)
+        notifications.notify(trade.user_id, "stop_triggered", f"{trade.symbol}: {reason} Closing.", subject=trade)
+        db.session.commit()
+
+
+def _alert(trade: Trade, reason: str, result: CycleResult) -> None:
+    """Count and log every time; tell the user once per distinct problem."""
+    result.stale_quotes += 1
+    log.warning("monitor.unpriced", trade_id=trade.id, symbol=trade.symbol, reason=reason)
+    detail = f"Not priced: {reason}"
+    if trade.protection_detail != detail:
+        trade.protection_detail = detail[:500]
+        message = f"{trade.symbol}: the stop-loss monitor could not price this position ({reason})"
+        notifications.notify(trade.user_id, "monitor_alert", message, level="error", subject=trade)
+
+
+def _record(result: CycleResult, started: datetime) -> None:
+    db.session.add(
+        MonitorRun(
+            cycle_key=result.cycle_key,
+            started_at=started,
+            duration_ms=result.duration_ms,
+            positions=result.positions,
+            breaches=result.breaches,
+            closes=len(result.exit_order_ids),
+            stale_quotes=result.stale_quotes,
+            errors=result.errors,
+            quote_calls=result.quote_calls,
+        )
+    )
+    db.session.commit()
+
+
+def pending_exits(older_than: timedelta) -> list[int]:
+    """Exit intents still PENDING_SUBMIT after ``older_than`` (their sender died): send them again."""
+    cutoff = utcnow() - older_than
+    statement = db.select(Order.id).where(
+        Order.status == OrderStatus.PENDING_SUBMIT, Order.purpose == OrderPurpose.EXIT, Order.created_at < cutoff
+    )
+    return list(db.session.scalars(statement.order_by(Order.id)))

@@ -1,0 +1,200 @@
+"""Following orders after submission: status and fills from the broker, cancels, UNKNOWN resolved.
+
+The tracker only visits connections that have live orders; each order is committed on its own
+and one connection's failure never stops the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from models import BrokerConnection, Order, User
+from utils.brokers.base import Broker, BrokerOrder
+from utils.enums import OrderStatus
+from utils.exceptions import ArbionError, BrokerTemporaryError, ConflictError, OrderCancellationError, TokenExpiredError
+from utils.extensions import db
+from utils.money import utcnow
+from utils.observability import get_logger
+from utils.rowlock import claimed
+from utils.services import audit, connections, order_states, orders, schwab_logins, trade_book
+
+log = get_logger(__name__)
+TRACKED = (
+    OrderStatus.SUBMITTED,
+    OrderStatus.WORKING,
+    OrderStatus.PARTIALLY_FILLED,
+    OrderStatus.CANCEL_PENDING,
+    OrderStatus.UNKNOWN,
+)
+SEND_GRACE = timedelta(seconds=60)  # a SUBMITTED order with no broker id after this: the sender died
+MATCH_WINDOW = timedelta(minutes=5)  # how far from our submit time a broker's order may be entered
+GIVE_UP_AFTER = timedelta(minutes=3)  # an unknown order the broker never shows by then was not placed
+
+
+@dataclass
+class TrackingReport:
+    """What one tracking pass did."""
+
+    connections: int = 0
+    orders: int = 0
+    changed: int = 0
+    failed: int = 0
+
+
+def connections_with_live_orders() -> list[int]:
+    """Ids of connections with at least one order to follow, in one query."""
+    statement = db.select(Order.connection_id).where(Order.status.in_(TRACKED)).distinct()
+    return sorted(db.session.scalars(statement))
+
+
+def track_all() -> TrackingReport:
+    """One tracking pass over every connection with live orders."""
+    report = TrackingReport()
+    for connection_id in connections_with_live_orders():
+        track_connection(connection_id, report)
+    return report
+
+
+def track_connection(connection_id: int, report: TrackingReport | None = None) -> TrackingReport:
+    """Refresh every live order of one connection from its broker."""
+    report = report or TrackingReport()
+    report.connections += 1
+    connection = db.session.get(BrokerConnection, connection_id)
+    if connection is None:
+        return report
+    try:
+        broker, account = connections.broker_for(connection), connections.trading_account_id(connection)
+    except ArbionError as exc:
+        _connection_failed(connection, exc, report)
+        return report
+    live = db.session.scalars(
+        db.select(Order).where(Order.connection_id == connection_id, Order.status.in_(TRACKED)).order_by(Order.id)
+    )
+    for order_id in [order.id for order in live]:
+        report.orders += 1
+        try:
+            report.changed += int(refresh_order(db.session.get(Order, order_id), broker, account))
+        except TokenExpiredError as exc:
+            _connection_failed(connection, exc, report)
+            return report
+        except ArbionError as exc:
+            db.session.rollback()
+            report.failed += 1
+            log.warning("orders.track_failed", order_id=order_id, error=exc.code)
+    return report
+
+
+def refresh_order(order: Order | None, broker: Broker, account: str) -> bool:
+    """Bring one live order up to date (commit); True if it changed."""
+    if order is None or not order_states.is_live(OrderStatus(order.status)):
+        return False
+    if order.broker_order_id is None:
+        changed = _resolve_unsent(order, broker, account)
+    else:
+        changed = trade_book.apply_report(order, broker.get_order(account, order.broker_order_id))
+    db.session.commit()
+    return changed
+
+
+def cancel_order(user: User, order_id: int) -> Order:
+    """Cancel one of the user's live orders; the broker's answer is applied at once (commit, audit)."""
+    order = orders.get_order(user, order_id)
+    if _cancel_unsent(order):
+        audit.record("order.cancel", actor=user, subject=order, details={"sent": False})
+        db.session.commit()
+        return order
+    if order.broker_order_id is None or order.status == OrderStatus.UNKNOWN:
+        raise ConflictError("This order is being sent to the broker right now; try again in a few seconds.")
+    if not order_states.is_live(OrderStatus(order.status)):
+        raise ConflictError(f"This order is already {order.status.value.replace('_', ' ')}.")
+    connection = orders.connection_of(order)
+    broker, account = connections.broker_for(connection), connections.trading_account_id(connection)
+    previous = OrderStatus(order.status)
+    order_states.move(order, OrderStatus.CANCEL_PENDING, "Cancel requested.")
+    audit.record("order.cancel", actor=user, subject=order, details={"sent": True})
+    db.session.commit()
+    _send_cancel(order, broker, account, previous)
+    return order
+
+
+def _send_cancel(order: Order, broker: Broker, account: str, previous: OrderStatus) -> None:
+    broker_order_id = order.broker_order_id or ""
+    try:
+        broker.cancel_order(account, broker_order_id)
+    except OrderCancellationError:
+        pass  # filled or closed meanwhile: the broker's report below says which
+    except BrokerTemporaryError:
+        order_states.move(order, previous, "The cancel did not reach the broker; the order is still working.")
+        db.session.commit()
+        raise
+    trade_book.apply_report(order, broker.get_order(account, broker_order_id))
+    db.session.commit()
+
+
+def _cancel_unsent(order: Order) -> bool:
+    """PENDING_SUBMIT → CANCELLED without a broker call, unless a worker claimed it first."""
+    if order.status != OrderStatus.PENDING_SUBMIT:
+        return False
+    cancelled = claimed(
+        db.update(Order)
+        .where(Order.id == order.id, Order.status == OrderStatus.PENDING_SUBMIT)
+        .values(status=OrderStatus.CANCELLED, status_detail="Cancelled before it was sent.", closed_at=utcnow())
+    )
+    db.session.refresh(order)
+    if cancelled and order.trade is not None:
+        trade_book.settle(order.trade)
+    return cancelled
+
+
+def _resolve_unsent(order: Order, broker: Broker, account: str) -> bool:
+    """An order with no broker id: still being sent, or UNKNOWN and looked up at the broker."""
+    now = utcnow()
+    sent_at = order.submitted_at or order.created_at
+    if order.status == OrderStatus.SUBMITTED:
+        if now - sent_at < SEND_GRACE:
+            return False
+        order_states.move(order, OrderStatus.UNKNOWN, "The worker stopped while sending; looking it up.")
+    found = _matching_broker_orders(order, broker, account)
+    if len(found) == 1:
+        trade_book.apply_report(order, found[0])
+        audit.record("order.reconciled", subject=order, details={"broker_order_id": order.broker_order_id})
+        return True
+    if len(found) > 1:
+        order_states.move(order, OrderStatus.UNKNOWN, f"{len(found)} broker orders match; a person must decide.")
+        return True
+    if now - sent_at >= GIVE_UP_AFTER:
+        order_states.move(order, OrderStatus.REJECTED, "The broker has no record of this order: it was not placed.")
+        if order.trade is not None:
+            trade_book.settle(order.trade)
+        audit.record("order.reconciled", subject=order, details={"found": False})
+        return True
+    return order.status == OrderStatus.UNKNOWN
+
+
+def _matching_broker_orders(order: Order, broker: Broker, account: str) -> list[BrokerOrder]:
+    """The broker's orders that are this one: by client order id, else by shape and entry time."""
+    since, until = order.created_at - MATCH_WINDOW, utcnow() + timedelta(minutes=1)
+    reports = broker.list_orders(account, since, until)
+    by_client_id = [r for r in reports if r.client_order_id == order.client_order_id]
+    if by_client_id:
+        return by_client_id
+    taken = set(db.session.scalars(db.select(Order.broker_order_id).where(Order.connection_id == order.connection_id)))
+    return [
+        r
+        for r in reports
+        if r.client_order_id is None
+        and r.broker_order_id not in taken
+        and (r.symbol, r.side, r.quantity) == (order.symbol, order.side, order.quantity)
+        and r.entered_at is not None
+        and abs(r.entered_at - (order.submitted_at or order.created_at)) <= MATCH_WINDOW
+    ]
+
+
+def _connection_failed(connection: BrokerConnection, exc: ArbionError, report: TrackingReport) -> None:
+    db.session.rollback()
+    report.failed += 1
+    if isinstance(exc, TokenExpiredError):
+        schwab_logins.mark_reconnect_needed(connection)
+        db.session.commit()
+    log.warning("orders.track_connection_failed", connection_id=connection.id, error=exc.code)

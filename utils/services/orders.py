@@ -1,0 +1,435 @@
+"""The one gateway for every order: validate → risk check → persist the intent → submit → track.
+
+Every entry point (dashboard, API, CLI, the stop-loss monitor) calls these functions; none talks
+to a broker's order endpoints any other way. Submission happens in a worker after the intent is
+committed (the adapter enqueues ``submit`` with the order id), so a crash can lose no order and
+no order is ever sent twice: a worker claims PENDING_SUBMIT → SUBMITTED atomically before it
+sends, and a write whose outcome was not seen becomes UNKNOWN for reconciliation.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from decimal import Decimal
+
+from sqlalchemy.exc import IntegrityError
+
+from models import BrokerConnection, Order, Trade, User
+from utils.brokers.base import Broker, OrderRequest, Quote
+from utils.enums import ConnectionStatus, OrderPurpose, OrderSide, OrderStatus, OrderType, TimeInForce, TradeStatus
+from utils.exceptions import (
+    ArbionError,
+    BrokerTemporaryError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    TokenExpiredError,
+    UnknownOrderOutcomeError,
+)
+from utils.extensions import db
+from utils.money import utcnow
+from utils.observability import get_logger
+from utils.risk.inputs import OrderIntent
+from utils.rowlock import claimed
+from utils.services import audit, connections, order_states, risk, schwab_logins, trade_book
+
+log = get_logger(__name__)
+SYMBOL = re.compile(r"^[A-Z][A-Z0-9.\-/]{0,19}$")
+ENTRY_SIDES = frozenset({OrderSide.BUY, OrderSide.SELL_SHORT})
+CLOSING_SIDE = {OrderSide.BUY: OrderSide.SELL, OrderSide.SELL_SHORT: OrderSide.BUY_TO_COVER}
+MAX_DECIMALS = 8
+RESEND_TASK_AFTER = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class OrderTicket:
+    """An entry as a trader (or a script) asks for it; ``validated`` checks it before anything else."""
+
+    connection_id: int
+    symbol: str
+    side: OrderSide
+    quantity: Decimal
+    order_type: OrderType = OrderType.MARKET
+    time_in_force: TimeInForce = TimeInForce.DAY
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    trail_offset: Decimal | None = None
+    stop_loss_price: Decimal | None = None
+    take_profit_price: Decimal | None = None
+    trailing_stop_offset: Decimal | None = None
+    idempotency_key: str | None = None
+
+
+# ---------------------------------------------------------------------------------- entries
+
+
+def place_order(user: User, ticket: OrderTicket) -> Order:
+    """Validate, check risk and store an entry with its trade (PENDING_SUBMIT); commit and audit.
+
+    The caller enqueues ``submit`` with the returned order's id. An Idempotency-Key already used
+    by this user returns that order when the request is the same and is refused when it is not.
+    """
+    ticket = validated(ticket)
+    if ticket.idempotency_key and (existing := _by_idempotency_key(user, ticket.idempotency_key)):
+        return _same_or_conflict(existing, ticket)
+    connection = usable_connection(user, ticket.connection_id)
+    broker = connections.broker_for(connection)
+    _check_quantity_precision(broker, ticket.quantity)
+    quote = quote_or_none(broker, ticket.symbol)
+    decision = risk.evaluate(user, connection.id, _intent(ticket), quote, market_open(broker, ticket.symbol))
+    decision.raise_if_rejected()
+    try:
+        order = _store_entry(user, connection, ticket)
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()  # the same Idempotency-Key was stored by a concurrent request
+        existing = _by_idempotency_key(user, ticket.idempotency_key or "")
+        if existing is None:
+            raise
+        return _same_or_conflict(existing, ticket)
+    return order
+
+
+def validated(ticket: OrderTicket) -> OrderTicket:
+    """The ticket with a normalised symbol, or InvalidInputError naming the first bad field."""
+    symbol = ticket.symbol.strip().upper()
+    if not SYMBOL.match(symbol):
+        raise _bad("symbol", "Enter a symbol such as AAPL or BTC-USD.")
+    if ticket.side not in ENTRY_SIDES:
+        raise _bad("side", "An entry buys (long) or sells short; close a position to sell it.")
+    _positive("quantity", ticket.quantity)
+    for name in ("limit_price", "stop_price", "trail_offset", "stop_loss_price", "take_profit_price"):
+        if getattr(ticket, name) is not None:
+            _positive(name, getattr(ticket, name))
+    if ticket.trailing_stop_offset is not None:
+        _positive("trailing_stop_offset", ticket.trailing_stop_offset)
+    _check_prices_for_type(ticket)
+    _check_protection_sides(ticket)
+    key = (ticket.idempotency_key or "").strip() or None
+    if key is not None and len(key) > 128:
+        raise _bad("idempotency_key", "An Idempotency-Key has at most 128 characters.")
+    return replace(ticket, symbol=symbol, idempotency_key=key)
+
+
+def usable_connection(user: User, connection_id: int) -> BrokerConnection:
+    """The user's connection if it can trade now, else a clear error."""
+    connection = connections.get_connection(user, connection_id)
+    if connection.status != ConnectionStatus.CONNECTED:
+        raise ConflictError(
+            f"{connection.label} cannot trade right now ({connection.status.value.replace('_', ' ')}). "
+            "Open Connections to fix it.",
+            details={"connection_id": connection.id, "status": connection.status.value},
+        )
+    return connection
+
+
+def quote_or_none(broker: Broker, symbol: str) -> Quote | None:
+    """The broker's quote, or None when it has none (the risk engine then blocks entries)."""
+    try:
+        return broker.quotes([symbol]).get(symbol)
+    except ArbionError as exc:
+        log.warning("orders.quote_unavailable", symbol=symbol, error=exc.code)
+        return None
+
+
+def market_open(broker: Broker, symbol: str) -> bool:
+    """Whether the symbol's market is open now; False when the broker cannot say (fail closed)."""
+    if broker.capabilities.always_open:
+        return True
+    try:
+        return broker.market_hours(symbol, utcnow()).is_open
+    except ArbionError as exc:
+        log.warning("orders.market_hours_unavailable", symbol=symbol, error=exc.code)
+        return False
+
+
+# ---------------------------------------------------------------------------------- exits
+
+
+def close_trade(trade: Trade, reason: str, actor: User | None = None) -> Order | None:
+    """Store a market exit for the trade's whole open quantity (PENDING_SUBMIT); commit and audit.
+
+    Exactly once: the trade moves OPEN → CLOSING in one conditional UPDATE, and the database
+    allows one live exit per trade, so concurrent callers get None instead of a second exit.
+    Returns None too when nothing is open or a protective order must be cancelled first
+    (``cancel_protection`` does that; the caller retries on its next pass).
+    """
+    quantity = trade_book.open_quantity(trade)
+    if quantity <= 0 or trade_book.live_exit(trade) is not None:
+        return None
+    check_exit(trade, OrderPurpose.EXIT, quantity)
+    closing = (
+        db.update(Trade)
+        .where(Trade.id == trade.id, Trade.status.in_([TradeStatus.OPEN, TradeStatus.PARTIALLY_FILLED]))
+        .values(status=TradeStatus.CLOSING, updated_at=utcnow())
+    )
+    if not claimed(closing):
+        db.session.rollback()
+        return None
+    try:
+        order = new_exit_order(trade, OrderPurpose.EXIT, quantity)
+        order.status_detail = reason[:500]
+        audit.record("order.exit", actor=actor, subject=trade, details={"reason": reason, "quantity": str(quantity)})
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()  # another exit went live first: it wins, we add nothing
+        return None
+    return order
+
+
+# ---------------------------------------------------------------------------------- submission
+
+
+def submit(order_id: int) -> Order | None:
+    """Send one stored order to its broker, once. Called by the worker; None if not ours to send.
+
+    BrokerTemporaryError (the broker never saw it) puts the order back to PENDING_SUBMIT and is
+    re-raised so the task retries with backoff; an unseen outcome becomes UNKNOWN; a refusal
+    becomes REJECTED with the broker's reason.
+    """
+    if not _claim(order_id):
+        return None
+    order = db.session.get_one(Order, order_id)
+    connection = connection_of(order)
+    try:
+        broker = connections.broker_for(connection)
+        report = broker.place_order(connections.trading_account_id(connection), request_for(order))
+    except BrokerTemporaryError:
+        _settle_failure(order, OrderStatus.PENDING_SUBMIT, "Broker busy or unreachable; will try again.")
+        raise
+    except UnknownOrderOutcomeError as exc:
+        _settle_failure(order, OrderStatus.UNKNOWN, exc.message)
+        return order
+    except TokenExpiredError:
+        schwab_logins.mark_reconnect_needed(connection)
+        _settle_failure(order, OrderStatus.REJECTED, "The broker login has expired: reconnect, then try again.")
+        return order
+    except ArbionError as exc:
+        _settle_failure(order, OrderStatus.REJECTED, exc.message)
+        return order
+    trade_book.apply_report(order, report)
+    audit.record("order.submitted", subject=order, details={"broker_order_id": order.broker_order_id})
+    db.session.commit()
+    return order
+
+
+def waiting_to_be_sent() -> list[int]:
+    """Ids of intents still PENDING_SUBMIT a while after they were stored (their task was lost)."""
+    cutoff = utcnow() - RESEND_TASK_AFTER
+    statement = db.select(Order.id).where(Order.status == OrderStatus.PENDING_SUBMIT, Order.created_at < cutoff)
+    return list(db.session.scalars(statement.order_by(Order.id)))
+
+
+def connection_of(row: Order | Trade) -> BrokerConnection:
+    """The connection an order or trade belongs to (connections with orders cannot be deleted)."""
+    return db.session.get_one(BrokerConnection, row.connection_id)
+
+
+def request_for(order: Order) -> OrderRequest:
+    """The broker request of a stored order (its client order id is the one stored)."""
+    return OrderRequest(
+        symbol=order.symbol,
+        side=OrderSide(order.side),
+        quantity=order.quantity,
+        order_type=OrderType(order.order_type),
+        client_order_id=order.client_order_id,
+        time_in_force=TimeInForce(order.time_in_force),
+        limit_price=order.limit_price,
+        stop_price=order.stop_price,
+        trail_offset=order.trail_offset,
+    )
+
+
+def _claim(order_id: int) -> bool:
+    """PENDING_SUBMIT → SUBMITTED in one conditional UPDATE: exactly one worker wins."""
+    won = claimed(
+        db.update(Order)
+        .where(Order.id == order_id, Order.status == OrderStatus.PENDING_SUBMIT)
+        .values(status=OrderStatus.SUBMITTED, submitted_at=utcnow(), updated_at=utcnow())
+    )
+    db.session.commit()
+    return won
+
+
+def _settle_failure(order: Order, status: OrderStatus, detail: str) -> None:
+    db.session.refresh(order)
+    order_states.move(order, status, detail)
+    if order.trade is not None:
+        trade_book.settle(order.trade)
+    if status != OrderStatus.PENDING_SUBMIT:
+        audit.record(f"order.{status.value}", subject=order, details={"detail": detail[:200]})
+    db.session.commit()
+    log.warning("orders.submit_failed", order_id=order.id, status=status.value)
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _store_entry(user: User, connection: BrokerConnection, ticket: OrderTicket) -> Order:
+    trade = Trade(
+        user_id=user.id,
+        connection_id=connection.id,
+        symbol=ticket.symbol,
+        side=ticket.side,
+        trade_type=ticket.order_type,
+        status=TradeStatus.PENDING,
+        quantity=ticket.quantity,
+        price=ticket.limit_price,
+        account_hash=connection.account_hash,
+        stop_loss_price=ticket.stop_loss_price,
+        take_profit_price=ticket.take_profit_price,
+        trailing_stop_offset=ticket.trailing_stop_offset,
+    )
+    db.session.add(trade)
+    order = _new_order(trade, OrderPurpose.ENTRY, ticket.side, ticket.quantity)
+    order.order_type, order.time_in_force = ticket.order_type, ticket.time_in_force
+    order.limit_price, order.stop_price, order.trail_offset = ticket.limit_price, ticket.stop_price, ticket.trail_offset
+    order.idempotency_key = ticket.idempotency_key
+    db.session.flush()
+    audit.record("order.create", actor=user, subject=order, details=_audit_details(ticket))
+    return order
+
+
+def check_exit(trade: Trade, purpose: OrderPurpose, quantity: Decimal) -> None:
+    """Run an exit through the risk engine: only the rules exits obey apply (it must reduce what is
+    open; no exposure limit, trading state or stale quote blocks it). Raises when refused."""
+    intent = OrderIntent(
+        symbol=trade.symbol,
+        side=CLOSING_SIDE[OrderSide(trade.side)],
+        quantity=quantity,
+        purpose=purpose,
+    )
+    user = db.session.get_one(User, trade.user_id)
+    risk.evaluate(user, trade.connection_id, intent, None, True).raise_if_rejected()
+
+
+def new_exit_order(trade: Trade, purpose: OrderPurpose, quantity: Decimal) -> Order:
+    """A market exit intent for the trade (PENDING_SUBMIT, added to the session; the caller commits)."""
+    return _new_order(trade, purpose, CLOSING_SIDE[OrderSide(trade.side)], quantity)
+
+
+def _new_order(trade: Trade, purpose: OrderPurpose, side: OrderSide, quantity: Decimal) -> Order:
+    order = Order(
+        user_id=trade.user_id,
+        connection_id=trade.connection_id,
+        trade=trade,
+        client_order_id=uuid.uuid4().hex,
+        purpose=purpose,
+        symbol=trade.symbol,
+        side=side,
+        order_type=OrderType.MARKET,
+        time_in_force=TimeInForce.DAY,
+        status=OrderStatus.PENDING_SUBMIT,
+        quantity=quantity,
+        remaining_quantity=quantity,
+        filled_quantity=Decimal(0),
+        fees=Decimal(0),
+    )
+    db.session.add(order)
+    return order
+
+
+def _intent(ticket: OrderTicket) -> OrderIntent:
+    return OrderIntent(
+        symbol=ticket.symbol,
+        side=ticket.side,
+        quantity=ticket.quantity,
+        order_type=ticket.order_type,
+        limit_price=ticket.limit_price,
+        stop_price=ticket.stop_price,
+        stop_loss_price=ticket.stop_loss_price,
+        take_profit_price=ticket.take_profit_price,
+        purpose=OrderPurpose.ENTRY,
+    )
+
+
+def _by_idempotency_key(user: User, key: str) -> Order | None:
+    return db.session.scalar(db.select(Order).where(Order.user_id == user.id, Order.idempotency_key == key))
+
+
+def _same_or_conflict(existing: Order, ticket: OrderTicket) -> Order:
+    trade = existing.trade
+    stored = (
+        existing.connection_id,
+        existing.symbol,
+        existing.side,
+        existing.quantity,
+        existing.order_type,
+        existing.time_in_force,
+        existing.limit_price,
+        existing.stop_price,
+        existing.trail_offset,
+        trade.stop_loss_price if trade else None,
+        trade.take_profit_price if trade else None,
+    )
+    asked = (
+        ticket.connection_id,
+        ticket.symbol,
+        ticket.side,
+        ticket.quantity,
+        ticket.order_type,
+        ticket.time_in_force,
+        ticket.limit_price,
+        ticket.stop_price,
+        ticket.trail_offset,
+        ticket.stop_loss_price,
+        ticket.take_profit_price,
+    )
+    if stored != asked:
+        raise ConflictError(
+            "This Idempotency-Key was already used for a different order.",
+            details={"order_id": existing.id},
+        )
+    return existing
+
+
+def _check_quantity_precision(broker: Broker, quantity: Decimal) -> None:
+    if not broker.capabilities.fractional_quantity and quantity != quantity.to_integral_value():
+        raise _bad("quantity", "This broker trades whole shares only.")
+
+
+def _check_prices_for_type(ticket: OrderTicket) -> None:
+    needs = {
+        OrderType.LIMIT: ("limit_price",),
+        OrderType.STOP: ("stop_price",),
+        OrderType.STOP_LIMIT: ("stop_price", "limit_price"),
+        OrderType.TRAILING_STOP: ("trail_offset",),
+    }.get(ticket.order_type, ())
+    for name in needs:
+        if getattr(ticket, name) is None:
+            raise _bad(name, f"A {ticket.order_type.value.replace('_', '-')} order needs a {name.replace('_', ' ')}.")
+
+
+def _check_protection_sides(ticket: OrderTicket) -> None:
+    long = ticket.side == OrderSide.BUY
+    stop, target = ticket.stop_loss_price, ticket.take_profit_price
+    if stop is not None and target is not None and (stop >= target if long else stop <= target):
+        raise _bad("take_profit_price", "The take-profit must be on the other side of the entry from the stop-loss.")
+
+
+def _positive(name: str, value: Decimal) -> None:
+    if not value.is_finite() or value <= 0:
+        raise _bad(name, f"The {name.replace('_', ' ')} must be a number above 0.")
+    exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > MAX_DECIMALS:
+        raise _bad(name, f"The {name.replace('_', ' ')} has more than {MAX_DECIMALS} decimal places.")
+
+
+def _bad(field: str, message: str) -> InvalidInputError:
+    return InvalidInputError(message, details={"field": field})
+
+
+def _audit_details(ticket: OrderTicket) -> dict[str, str]:
+    shown = ("symbol", "side", "quantity", "order_type", "limit_price", "stop_price", "stop_loss_price")
+    return {name: str(getattr(ticket, name)) for name in shown if getattr(ticket, name) is not None}
+
+
+def get_order(user: User, order_id: int) -> Order:
+    """One of the user's orders; NotFoundError for anyone else's."""
+    order = db.session.get(Order, order_id)
+    if order is None or order.user_id != user.id:
+        raise NotFoundError("No such order.")
+    return order

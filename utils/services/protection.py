@@ -1,0 +1,168 @@
+"""Protective stops at the broker: placed on entry fills, resized as fills arrive, cancelled before an exit.
+
+Where the broker can hold a stop (capabilities ``native_stop`` or ``stop_limit``), the trade's
+stop-loss is placed there, sized to the filled quantity, and the trade is NATIVE. Otherwise the
+stop-loss monitor emulates it (EMULATED). A trade with no stop-loss, take-profit or trailing stop
+is UNPROTECTED and says so. Take-profit and trailing stops are emulated by the monitor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from decimal import Decimal
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+
+from models import Order, Trade
+from utils.brokers.base import Broker, Capabilities
+from utils.enums import OrderPurpose, OrderStatus, OrderType, ProtectionMode, TimeInForce, TradeStatus
+from utils.exceptions import ArbionError, OrderCancellationError
+from utils.extensions import db
+from utils.observability import get_logger
+from utils.services import audit, connections, notifications, order_states, orders, trade_book
+
+log = get_logger(__name__)
+STOP_LIMIT_ALLOWANCE = Decimal("0.01")  # a stop-limit's limit sits 1% beyond its stop, so gaps still fill
+UNPROTECTED = "UNPROTECTED: this position has no stop-loss, take-profit or trailing stop."
+
+
+def protect(trade: Trade) -> bool:
+    """Make the trade's protection match its open quantity (commits). False if a broker stop was
+    wanted but could not be placed: the trade is then EMULATED and the user is told."""
+    quantity = trade_book.open_quantity(trade)
+    if trade.stop_loss_price is None:
+        emulated = trade.take_profit_price is not None or trade.trailing_stop_offset is not None
+        _set_mode(trade, ProtectionMode.EMULATED if emulated else ProtectionMode.NONE, "" if emulated else UNPROTECTED)
+        return True
+    broker = connections.broker_for(orders.connection_of(trade))
+    if not _can_hold_stop(broker.capabilities) or quantity <= 0:
+        _set_mode(trade, ProtectionMode.EMULATED, "Stop-loss watched by the monitor.")
+        return True
+    current = protective_order(trade)
+    if (current is not None and current.quantity == quantity) or trade.status == TradeStatus.CLOSING:
+        return True
+    try:
+        if current is not None and not cancel_protection(trade, broker):
+            return True  # the old stop filled or is still cancelling: the next pass resizes
+        return _place_stop(trade, broker, trade_book.open_quantity(trade))
+    except ArbionError as exc:
+        db.session.rollback()
+        _set_mode(trade, ProtectionMode.EMULATED, f"Broker stop not placed ({exc.message}); the monitor watches it.")
+        _tell(trade, f"the broker refused the protective stop ({exc.message})")
+        return False
+
+
+def ensure_all(connection_ids: list[int] | None = None) -> list[int]:
+    """Watchdog: re-place a NATIVE trade's missing broker stop, resize one that no longer fits.
+
+    Returns the ids of trades whose stop could not be re-placed: the caller closes them.
+    """
+    statement = db.select(Trade).where(
+        Trade.status.in_([TradeStatus.OPEN, TradeStatus.PARTIALLY_FILLED]), Trade.stop_loss_price.is_not(None)
+    )
+    if connection_ids is not None:
+        statement = statement.where(Trade.connection_id.in_(connection_ids))
+    failed = []
+    for trade in db.session.scalars(statement.options(selectinload(Trade.orders))).all():
+        if _stop_fits(trade):
+            continue
+        was_native = trade.protection_mode == ProtectionMode.NATIVE
+        if not protect(trade) and was_native:
+            failed.append(trade.id)
+    return failed
+
+
+def _stop_fits(trade: Trade) -> bool:
+    """True when the trade needs nothing: emulated on purpose, or its broker stop covers it exactly."""
+    if trade.protection_mode == ProtectionMode.EMULATED and trade.protection_detail.startswith("Broker stop not"):
+        return True  # already failed once: the monitor emulates it; retrying every pass would spam the broker
+    current = protective_order(trade)
+    wanted = trade_book.open_quantity(trade)
+    if trade.protection_mode == ProtectionMode.EMULATED and current is None:
+        return True
+    return current is not None and current.quantity == wanted
+
+
+def protective_order(trade: Trade) -> Order | None:
+    """The trade's live stop-loss order at the broker, if any."""
+    return next(
+        (
+            o
+            for o in trade.orders
+            if o.purpose == OrderPurpose.STOP_LOSS and order_states.is_live(OrderStatus(o.status))
+        ),
+        None,
+    )
+
+
+def cancel_protection(trade: Trade, broker: Broker) -> bool:
+    """Cancel the trade's live broker stop and wait for the broker's word; True if the trade may exit.
+
+    False when the stop filled meanwhile (the trade is closed or reduced by it) or the cancel is not
+    confirmed yet; the caller tries again on its next pass.
+    """
+    stop = protective_order(trade)
+    if stop is None:
+        return True
+    if stop.broker_order_id is None:
+        return False  # still being sent: cannot be cancelled yet
+    account = connections.trading_account_id(orders.connection_of(stop))
+    order_states.move(stop, OrderStatus.CANCEL_PENDING, "Cancelled to make way for an exit.")
+    db.session.commit()
+    with contextlib.suppress(OrderCancellationError):  # it filled or ended meanwhile: the report tells
+        broker.cancel_order(account, stop.broker_order_id)
+    trade_book.apply_report(stop, broker.get_order(account, stop.broker_order_id))
+    db.session.commit()
+    return stop.status == OrderStatus.CANCELLED and stop.filled_quantity == 0
+
+
+def _place_stop(trade: Trade, broker: Broker, quantity: Decimal) -> bool:
+    stop_price = trade.stop_loss_price
+    assert stop_price is not None  # noqa: S101 - checked by protect()
+    orders.check_exit(trade, OrderPurpose.STOP_LOSS, quantity)
+    order = orders.new_exit_order(trade, OrderPurpose.STOP_LOSS, quantity)
+    order.time_in_force, order.stop_price = TimeInForce.GTC, stop_price
+    if broker.capabilities.native_stop:
+        order.order_type = OrderType.STOP
+    else:
+        order.order_type = OrderType.STOP_LIMIT
+        order.limit_price = _stop_limit(trade, stop_price)
+    audit.record("protection.place", subject=trade, details={"stop": str(stop_price), "quantity": str(quantity)})
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()  # an exit went live meanwhile: the trade is closing, nothing to protect
+        return True
+    sent = orders.submit(order.id)
+    if sent is not None and sent.status in (OrderStatus.WORKING, OrderStatus.SUBMITTED, OrderStatus.FILLED):
+        _set_mode(trade, ProtectionMode.NATIVE, f"Stop at {stop_price} held by the broker.")
+        return True
+    detail = sent.status_detail if sent is not None else "not sent"
+    _set_mode(trade, ProtectionMode.EMULATED, f"Broker stop not accepted ({detail}); the monitor watches it.")
+    notifications.notify(
+        trade.user_id, "protection_failed", f"{trade.symbol}: {detail}", level="warning", subject=trade
+    )
+    db.session.commit()
+    return False
+
+
+def _stop_limit(trade: Trade, stop: Decimal) -> Decimal:
+    long = trade_book.is_long(trade)
+    factor = (1 - STOP_LIMIT_ALLOWANCE) if long else (1 + STOP_LIMIT_ALLOWANCE)
+    return (stop * factor).quantize(Decimal("0.01"))
+
+
+def _can_hold_stop(capabilities: Capabilities) -> bool:
+    return capabilities.native_stop or capabilities.stop_limit
+
+
+def _set_mode(trade: Trade, mode: ProtectionMode, detail: str) -> None:
+    trade.protection_mode, trade.protection_detail = mode, detail[:500]
+    db.session.commit()
+
+
+def _tell(trade: Trade, problem: str) -> None:
+    message = f"{trade.symbol}: {problem}. The stop-loss monitor watches this position instead."
+    notifications.notify(trade.user_id, "protection_failed", message, level="warning", subject=trade)
+    db.session.commit()
