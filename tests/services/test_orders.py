@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 from sqlalchemy.exc import IntegrityError
 
-from models import AuditLog, BrokerConnection, Fill, Order, PaperOrder, Trade, User
+from models import AuditLog, BrokerConnection, Fill, Notification, Order, PaperOrder, Trade, User
 from tests.support import make_user
 from tests.trading_support import CRYPTO, ask, run_in_threads, ticket
 from utils.enums import OrderPurpose, OrderSide, OrderStatus, OrderType, TradeStatus
@@ -140,6 +140,8 @@ def test_a_risk_rejection_stores_nothing_and_is_audited(trader: User, paper: Bro
         orders.place_order(trader, ticket(paper, stop_loss_price=None))
     assert count(Order) == count(Trade) == 0 and count(PaperOrder) == 0
     assert "risk.rejected" in audit_actions()
+    told = db.session.scalar(db.select(Notification).where(Notification.kind == "risk_rejected"))
+    assert told is not None and told.user_id == trader.id and "stop-loss" in told.message.lower()
 
 
 def test_another_users_connection_cannot_be_used(trader: User, paper: BrokerConnection) -> None:

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 
 from models import BrokerConnection, Order, User
 from utils.brokers.base import Broker, BrokerOrder
-from utils.enums import OrderStatus
-from utils.exceptions import ArbionError, BrokerTemporaryError, ConflictError, OrderCancellationError, TokenExpiredError
+from utils.enums import OrderPurpose, OrderStatus
+from utils.exceptions import (
+    ArbionError,
+    BrokerTemporaryError,
+    ConflictError,
+    OrderCancellationError,
+    TokenExpiredError,
+    UnknownOrderOutcomeError,
+)
 from utils.extensions import db
 from utils.money import utcnow
 from utils.observability import get_logger
@@ -116,6 +124,52 @@ def cancel_order(user: User, order_id: int) -> Order:
     db.session.commit()
     _send_cancel(order, broker, account, previous)
     return order
+
+
+def replace_order(
+    user: User,
+    order_id: int,
+    *,
+    quantity: Decimal | None = None,
+    limit_price: Decimal | None = None,
+    stop_price: Decimal | None = None,
+) -> Order:
+    """Change a working entry's quantity or prices at the broker (commit, audit).
+
+    The new order is stored first (SUBMITTED, its own client order id, linked to the old one),
+    then sent; the broker's answer marks the old one REPLACED. A refusal leaves the old order
+    working; an unseen answer leaves the new one UNKNOWN for reconciliation. Entries only: a
+    stop-loss is moved with ``positions.move_stop``.
+    """
+    old = orders.get_order(user, order_id)
+    if old.purpose != OrderPurpose.ENTRY or old.status != OrderStatus.WORKING or old.broker_order_id is None:
+        raise ConflictError("Only a working entry order with no fills yet can be changed; cancel it instead.")
+    connection = orders.connection_of(old)
+    broker, account = connections.broker_for(connection), connections.trading_account_id(connection)
+    if not broker.capabilities.replace:
+        raise ConflictError("This broker cannot change an order in place; cancel it and place a new one.")
+    new = orders.replacement_for(user, old, quantity=quantity, limit_price=limit_price, stop_price=stop_price)
+    try:
+        report = broker.replace_order(account, old.broker_order_id, orders.request_for(new))
+    except ArbionError as exc:
+        _replace_failed(new, exc)
+        raise
+    order_states.move(old, OrderStatus.REPLACED, f"Replaced by order {new.id}.")
+    trade_book.apply_report(new, report)
+    audit.record("order.replaced", actor=user, subject=new, details={"replaces": old.id})
+    db.session.commit()
+    return new
+
+
+def _replace_failed(new: Order, exc: ArbionError) -> None:
+    """The broker refused (new → REJECTED, old untouched) or we did not see its answer (UNKNOWN)."""
+    status = OrderStatus.UNKNOWN if isinstance(exc, UnknownOrderOutcomeError) else OrderStatus.REJECTED
+    if isinstance(exc, BrokerTemporaryError):
+        status = OrderStatus.REJECTED  # it never reached the broker: nothing changed there
+    order_states.move(new, status, exc.message)
+    if new.trade is not None:
+        trade_book.settle(new.trade)
+    db.session.commit()
 
 
 def _send_cancel(order: Order, broker: Broker, account: str, previous: OrderStatus) -> None:

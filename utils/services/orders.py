@@ -34,7 +34,7 @@ from utils.money import utcnow
 from utils.observability import get_logger
 from utils.risk.inputs import OrderIntent
 from utils.rowlock import claimed
-from utils.services import audit, connections, order_states, risk, schwab_logins, trade_book
+from utils.services import audit, connections, notifications, order_states, risk, schwab_logins, trade_book
 
 log = get_logger(__name__)
 SYMBOL = re.compile(r"^[A-Z][A-Z0-9.\-/]{0,19}$")
@@ -80,9 +80,13 @@ def place_order(user: User, ticket: OrderTicket) -> Order:
     _check_quantity_precision(broker, ticket.quantity)
     quote = quote_or_none(broker, ticket.symbol)
     decision = risk.evaluate(user, connection.id, _intent(ticket), quote, market_open(broker, ticket.symbol))
+    if not decision.allowed:
+        message = f"{ticket.symbol}: order refused by your risk limits. " + " ".join(decision.reasons)
+        notifications.notify(user.id, "risk_rejected", message, level="warning")
+        db.session.commit()
     decision.raise_if_rejected()
     try:
-        order = _store_entry(user, connection, ticket)
+        order = _store_entry(user, connection, ticket, quote)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()  # the same Idempotency-Key was stored by a concurrent request
@@ -261,6 +265,9 @@ def _settle_failure(order: Order, status: OrderStatus, detail: str) -> None:
         trade_book.settle(order.trade)
     if status != OrderStatus.PENDING_SUBMIT:
         audit.record(f"order.{status.value}", subject=order, details={"detail": detail[:200]})
+        level = "error" if order.purpose != OrderPurpose.ENTRY else "warning"
+        message = f"{order.symbol} {order.purpose.value.replace('_', ' ')} order {status.value}: {detail}"
+        notifications.notify(order.user_id, f"order_{status.value}", message, level=level, subject=order)
     db.session.commit()
     log.warning("orders.submit_failed", order_id=order.id, status=status.value)
 
@@ -268,7 +275,7 @@ def _settle_failure(order: Order, status: OrderStatus, detail: str) -> None:
 # ---------------------------------------------------------------------------------- helpers
 
 
-def _store_entry(user: User, connection: BrokerConnection, ticket: OrderTicket) -> Order:
+def _store_entry(user: User, connection: BrokerConnection, ticket: OrderTicket, quote: Quote | None) -> Order:
     trade = Trade(
         user_id=user.id,
         connection_id=connection.id,
@@ -277,7 +284,7 @@ def _store_entry(user: User, connection: BrokerConnection, ticket: OrderTicket) 
         trade_type=ticket.order_type,
         status=TradeStatus.PENDING,
         quantity=ticket.quantity,
-        price=ticket.limit_price,
+        price=ticket.limit_price or _quoted_price(ticket, quote),
         account_hash=connection.account_hash,
         stop_loss_price=ticket.stop_loss_price,
         take_profit_price=ticket.take_profit_price,
@@ -291,6 +298,51 @@ def _store_entry(user: User, connection: BrokerConnection, ticket: OrderTicket) 
     db.session.flush()
     audit.record("order.create", actor=user, subject=order, details=_audit_details(ticket))
     return order
+
+
+def replacement_for(
+    user: User,
+    old: Order,
+    *,
+    quantity: Decimal | None = None,
+    limit_price: Decimal | None = None,
+    stop_price: Decimal | None = None,
+) -> Order:
+    """Validate and risk-check a change to a working entry, then store the new order (SUBMITTED,
+    claimed for this caller, linked to ``old``; commit). The caller sends the replace."""
+    trade = old.trade
+    ticket = validated(
+        OrderTicket(
+            connection_id=old.connection_id,
+            symbol=old.symbol,
+            side=OrderSide(old.side),
+            quantity=quantity if quantity is not None else old.quantity,
+            order_type=OrderType(old.order_type),
+            time_in_force=TimeInForce(old.time_in_force),
+            limit_price=limit_price if limit_price is not None else old.limit_price,
+            stop_price=stop_price if stop_price is not None else old.stop_price,
+            trail_offset=old.trail_offset,
+            stop_loss_price=trade.stop_loss_price if trade else None,
+            take_profit_price=trade.take_profit_price if trade else None,
+        )
+    )
+    broker = connections.broker_for(connection_of(old))
+    _check_quantity_precision(broker, ticket.quantity)
+    quote = quote_or_none(broker, ticket.symbol)
+    risk.evaluate(
+        user, old.connection_id, _intent(ticket), quote, market_open(broker, ticket.symbol)
+    ).raise_if_rejected()
+    new = _new_order(trade, OrderPurpose.ENTRY, ticket.side, ticket.quantity) if trade else None
+    if new is None:
+        raise ConflictError("This order has no trade to change.")
+    new.order_type, new.time_in_force = ticket.order_type, ticket.time_in_force
+    new.limit_price, new.stop_price, new.trail_offset = ticket.limit_price, ticket.stop_price, ticket.trail_offset
+    new.replaces_order_id, new.status, new.submitted_at = old.id, OrderStatus.SUBMITTED, utcnow()
+    if trade is not None:
+        trade.quantity, trade.price = ticket.quantity, ticket.limit_price
+    audit.record("order.replace", actor=user, subject=old, details=_audit_details(ticket))
+    db.session.commit()
+    return new
 
 
 def check_exit(trade: Trade, purpose: OrderPurpose, quantity: Decimal) -> None:
@@ -309,6 +361,13 @@ def check_exit(trade: Trade, purpose: OrderPurpose, quantity: Decimal) -> None:
 def new_exit_order(trade: Trade, purpose: OrderPurpose, quantity: Decimal) -> Order:
     """A market exit intent for the trade (PENDING_SUBMIT, added to the session; the caller commits)."""
     return _new_order(trade, purpose, CLOSING_SIDE[OrderSide(trade.side)], quantity)
+
+
+def _quoted_price(ticket: OrderTicket, quote: Quote | None) -> Decimal | None:
+    """What a market entry is expected to pay: the ask for a buy, the bid for a short sale."""
+    if quote is None:
+        return None
+    return quote.ask if ticket.side == OrderSide.BUY else quote.bid
 
 
 def _new_order(trade: Trade, purpose: OrderPurpose, side: OrderSide, quantity: Decimal) -> Order:

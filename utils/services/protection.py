@@ -40,7 +40,7 @@ def protect(trade: Trade) -> bool:
         _set_mode(trade, ProtectionMode.EMULATED, "Stop-loss watched by the monitor.")
         return True
     current = protective_order(trade)
-    if (current is not None and current.quantity == quantity) or trade.status == TradeStatus.CLOSING:
+    if _covers(current, trade) or trade.status == TradeStatus.CLOSING:
         return True
     try:
         if current is not None and not cancel_protection(trade, broker):
@@ -78,10 +78,16 @@ def _stop_fits(trade: Trade) -> bool:
     if trade.protection_mode == ProtectionMode.EMULATED and trade.protection_detail.startswith("Broker stop not"):
         return True  # already failed once: the monitor emulates it; retrying every pass would spam the broker
     current = protective_order(trade)
-    wanted = trade_book.open_quantity(trade)
     if trade.protection_mode == ProtectionMode.EMULATED and current is None:
         return True
-    return current is not None and current.quantity == wanted
+    return _covers(current, trade)
+
+
+def _covers(stop: Order | None, trade: Trade) -> bool:
+    """The live broker stop matches the trade: its whole open quantity, at its stop price."""
+    if stop is None:
+        return False
+    return stop.quantity == trade_book.open_quantity(trade) and stop.stop_price == trade.stop_loss_price
 
 
 def protective_order(trade: Trade) -> Order | None:

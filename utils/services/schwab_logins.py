@@ -31,7 +31,7 @@ from utils.exceptions import ArbionError, AuthenticationError, TokenExpiredError
 from utils.extensions import db
 from utils.money import utcnow
 from utils.observability import get_logger
-from utils.services import audit, broker_apps
+from utils.services import audit, broker_apps, notifications
 from utils.services.schwab_tokens import ConnectionTokenStore, write_tokens
 
 log = get_logger(__name__)
@@ -125,6 +125,8 @@ def mark_reconnect_needed(connection: BrokerConnection) -> None:
     """Record that the user must log in to the broker again (audited; the caller commits)."""
     if connection.status != ConnectionStatus.RECONNECT_NEEDED:
         audit.record("connection.reconnect_needed", subject=connection, details={"provider": connection.provider.value})
+        message = f"{connection.label}: {RECONNECT_DETAIL}"
+        notifications.notify(connection.user_id, "reconnect_needed", message, level="error", subject=connection)
     connection.status, connection.status_detail = ConnectionStatus.RECONNECT_NEEDED, RECONNECT_DETAIL
 
 

@@ -1,0 +1,101 @@
+"""The trader's exits: close a position, flatten an account, change an order, move a stop."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from models import BrokerConnection, Order, PaperOrder, Trade, User
+from tests.support import make_user
+from tests.trading_support import CRYPTO, ask, ticket
+from utils.enums import OrderPurpose, OrderStatus, OrderType, ProtectionMode, TradeStatus
+from utils.exceptions import ConflictError, InvalidInputError
+from utils.extensions import db
+from utils.services import connections, execution, order_tracking, orders, positions, protection
+
+
+def protected_trade(trader: User, paper: BrokerConnection) -> Trade:
+    entry = orders.place_order(trader, ticket(paper))
+    execution.send(entry.id)
+    trade = db.session.get_one(Trade, entry.trade_id)
+    assert trade.protection_mode == ProtectionMode.NATIVE
+    return trade
+
+
+def resting_buy(trader: User, paper: BrokerConnection) -> Order:
+    low = (ask(paper) * Decimal("0.9")).quantize(Decimal("0.01"))
+    stop = (low * Decimal("0.95")).quantize(Decimal("0.01"))
+    order = orders.place_order(trader, ticket(paper, order_type=OrderType.LIMIT, limit_price=low, stop_loss_price=stop))
+    sent = orders.submit(order.id)
+    assert sent is not None and sent.status == OrderStatus.WORKING
+    return sent
+
+
+def test_closing_a_protected_position_cancels_the_broker_stop_first(trader: User, paper: BrokerConnection) -> None:
+    trade = protected_trade(trader, paper)
+    stop = protection.protective_order(trade)
+    assert stop is not None
+    exit_order = positions.close_position(trader, trade.id)
+    assert db.session.get_one(Order, stop.id).status == OrderStatus.CANCELLED
+    execution.send(exit_order.id)
+    db.session.expire_all()
+    closed = db.session.get_one(Trade, trade.id)
+    assert closed.status == TradeStatus.CLOSED
+    assert connections.broker_for(paper).positions(connections.trading_account_id(paper)) == [], "no oversell"
+    with pytest.raises(ConflictError, match="Nothing is open"):
+        positions.close_position(trader, trade.id)
+
+
+def test_flatten_cancels_working_entries_and_closes_everything(trader: User, paper: BrokerConnection) -> None:
+    first, second = protected_trade(trader, paper), protected_trade(trader, paper)
+    resting = resting_buy(trader, paper)
+    held = positions.open_positions(trader)
+    assert [(p.symbol, p.quantity, len(p.trades), p.protection) for p in held] == [
+        (CRYPTO, Decimal("0.02"), 2, "native")
+    ]
+    exits = positions.flatten(trader, paper.id)
+    assert len(exits) == 2
+    assert db.session.get_one(Order, resting.id).status == OrderStatus.CANCELLED
+    for exit_id in exits:
+        execution.send(exit_id)
+    db.session.expire_all()
+    assert {db.session.get_one(Trade, t.id).status for t in (first, second)} == {TradeStatus.CLOSED}
+    assert positions.open_positions(trader) == []
+
+
+def test_a_working_entry_is_replaced_by_a_linked_order(trader: User, paper: BrokerConnection) -> None:
+    resting = resting_buy(trader, paper)
+    lower = (resting.limit_price * Decimal("0.99")).quantize(Decimal("0.01"))
+    new = order_tracking.replace_order(trader, resting.id, limit_price=lower)
+    assert (new.replaces_order_id, new.status, new.limit_price) == (resting.id, OrderStatus.WORKING, lower)
+    assert db.session.get_one(Order, resting.id).status == OrderStatus.REPLACED
+    assert new.client_order_id != resting.client_order_id and new.broker_order_id != resting.broker_order_id
+    at_broker = {row.order_key: row.status for row in db.session.scalars(db.select(PaperOrder))}
+    assert at_broker[resting.broker_order_id] == OrderStatus.REPLACED and at_broker[new.broker_order_id] == "working"
+    with pytest.raises(ConflictError, match="Only a working entry"):
+        order_tracking.replace_order(trader, resting.id, limit_price=lower)
+
+
+def test_moving_a_stop_replaces_the_broker_stop_at_the_new_price(trader: User, paper: BrokerConnection) -> None:
+    trade = protected_trade(trader, paper)
+    old = protection.protective_order(trade)
+    assert old is not None and trade.average_fill_price is not None
+    tighter = (trade.average_fill_price * Decimal("0.97")).quantize(Decimal("0.01"))
+    positions.move_stop(trader, trade.id, tighter)
+    db.session.expire_all()
+    trade = db.session.get_one(Trade, trade.id)
+    moved = protection.protective_order(trade)
+    assert moved is not None and moved.id != old.id and moved.stop_price == tighter
+    assert db.session.get_one(Order, old.id).status == OrderStatus.CANCELLED
+    stops = [o for o in trade.orders if o.purpose == OrderPurpose.STOP_LOSS and o.status == OrderStatus.WORKING]
+    assert len(stops) == 1, "never two broker stops at once"
+    with pytest.raises(InvalidInputError, match="below the entry"):
+        positions.move_stop(trader, trade.id, trade.average_fill_price * 2)
+
+
+def test_another_users_trade_is_not_found(trader: User, paper: BrokerConnection) -> None:
+    trade = protected_trade(trader, paper)
+    other = make_user("other@example.com")
+    with pytest.raises(Exception, match="No such trade"):
+        positions.close_position(other, trade.id)

@@ -1,0 +1,142 @@
+"""Positions: open trades grouped per connection and symbol, and the trader's exits on them.
+
+Closing goes through the one gateway (``orders.close_trade``); a broker-held stop is cancelled and
+confirmed first, so a position is never sold twice (LESSONS.md #2). Every function that stores an
+exit returns its order ids: the adapter sends them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from models import Order, Trade, User
+from utils.enums import OrderPurpose, OrderStatus, ProtectionMode, TradeStatus
+from utils.exceptions import ArbionError, ConflictError, InvalidInputError, NotFoundError
+from utils.extensions import db
+from utils.services import audit, connections, order_tracking, orders, protection, trade_book
+
+OPEN_STATUSES = (TradeStatus.OPEN, TradeStatus.PARTIALLY_FILLED, TradeStatus.CLOSING)
+
+
+@dataclass
+class Position:
+    """What one connection holds in one symbol, from our trades' fills."""
+
+    connection_id: int
+    symbol: str
+    quantity: Decimal  # negative for a short
+    average_price: Decimal
+    trades: list[Trade] = field(default_factory=list)
+
+    @property
+    def protection(self) -> str:
+        """The weakest protection among its trades: "unprotected", "emulated" or "native"."""
+        modes = {ProtectionMode(trade.protection_mode) for trade in self.trades}
+        for mode, word in ((ProtectionMode.NONE, "unprotected"), (ProtectionMode.EMULATED, "emulated")):
+            if mode in modes:
+                return word
+        return "native"
+
+
+def open_positions(user: User, connection_id: int | None = None) -> list[Position]:
+    """The user's positions per connection and symbol (two queries however many trades)."""
+    statement = db.select(Trade).where(Trade.user_id == user.id, Trade.status.in_(OPEN_STATUSES))
+    if connection_id is not None:
+        statement = statement.where(Trade.connection_id == connection_id)
+    grouped: dict[tuple[int, str], list[Trade]] = defaultdict(list)
+    for trade in db.session.scalars(statement.order_by(Trade.id)):
+        if trade_book.open_quantity(trade) > 0:
+            grouped[(trade.connection_id, trade.symbol)].append(trade)
+    return [_position(key, trades) for key, trades in sorted(grouped.items())]
+
+
+def close_position(user: User, trade_id: int) -> Order:
+    """Close one of the user's trades at market (commit, audit); the caller sends the exit."""
+    trade = _own_trade(user, trade_id)
+    if trade_book.open_quantity(trade) <= 0:
+        raise ConflictError("Nothing is open on this trade.")
+    if (live := trade_book.live_exit(trade)) is not None and live.purpose == OrderPurpose.EXIT:
+        raise ConflictError("This position is already being closed.")
+    if protection.protective_order(trade) is not None:
+        broker = connections.broker_for(orders.connection_of(trade))
+        if not protection.cancel_protection(trade, broker):
+            raise ConflictError("The broker's stop for this position filled or is still being cancelled; look again.")
+    exit_order = orders.close_trade(trade, "Closed by the trader.", actor=user)
+    if exit_order is None:
+        raise ConflictError("This position is already being closed.")
+    return exit_order
+
+
+def flatten(user: User, connection_id: int) -> list[int]:
+    """Cancel the connection's working entries, then close every open trade on it. Exit ids.
+
+    A trade that cannot be closed right now is reported by raising after the others are done.
+    """
+    connection = connections.get_connection(user, connection_id)
+    cancel_entries(user, connection.id)
+    exits, problems = [], []
+    for position in open_positions(user, connection.id):
+        for trade in position.trades:
+            try:
+                exits.append(close_position(user, trade.id).id)
+            except ArbionError as exc:
+                problems.append(f"{trade.symbol} (trade {trade.id}): {exc.message}")
+    audit.record("positions.flatten", actor=user, subject=connection, details={"exits": len(exits)})
+    db.session.commit()
+    if problems:
+        raise ConflictError("Some positions could not be closed yet: " + "; ".join(problems), details={"exits": exits})
+    return exits
+
+
+def cancel_entries(user: User, connection_id: int | None = None) -> list[Order]:
+    """Cancel every live entry order of the user (on one connection when given); stops stay."""
+    statement = db.select(Order.id).where(
+        Order.user_id == user.id,
+        Order.purpose == OrderPurpose.ENTRY,
+        Order.status.in_([OrderStatus.PENDING_SUBMIT, OrderStatus.WORKING, OrderStatus.PARTIALLY_FILLED]),
+    )
+    if connection_id is not None:
+        statement = statement.where(Order.connection_id == connection_id)
+    return [order_tracking.cancel_order(user, order_id) for order_id in list(db.session.scalars(statement))]
+
+
+def move_stop(user: User, trade_id: int, stop_price: Decimal) -> Trade:
+    """Move a trade's stop-loss; a broker-held stop is cancelled and placed again at the new price.
+
+    Between the two, the monitor watches the new price, and the one-live-exit rule keeps the
+    monitor and the new broker stop from both selling.
+    """
+    trade = _own_trade(user, trade_id)
+    if not stop_price.is_finite() or stop_price <= 0:
+        raise InvalidInputError("The stop price must be a number above 0.", details={"field": "stop_price"})
+    reference = trade.average_fill_price or stop_price
+    if (stop_price >= reference) if trade_book.is_long(trade) else (stop_price <= reference):
+        side = "below" if trade_book.is_long(trade) else "above"
+        raise InvalidInputError(
+            f"The stop must be {side} the entry price {reference}.", details={"field": "stop_price"}
+        )
+    before = trade.stop_loss_price
+    trade.stop_loss_price = stop_price
+    audit.record(
+        "protection.move_stop", actor=user, subject=trade, details={"from": str(before), "to": str(stop_price)}
+    )
+    db.session.commit()
+    protection.protect(trade)
+    return trade
+
+
+def _own_trade(user: User, trade_id: int) -> Trade:
+    trade = db.session.get(Trade, trade_id)
+    if trade is None or trade.user_id != user.id:
+        raise NotFoundError("No such trade.")
+    return trade
+
+
+def _position(key: tuple[int, str], trades: list[Trade]) -> Position:
+    signed = [(trade_book.open_quantity(t) * (1 if trade_book.is_long(t) else -1), t) for t in trades]
+    quantity = sum((q for q, _ in signed), Decimal(0))
+    cost = sum((abs(q) * (t.average_fill_price or Decimal(0)) for q, t in signed), Decimal(0))
+    held = sum((abs(q) for q, _ in signed), Decimal(0))
+    return Position(key[0], key[1], quantity, cost / held if held else Decimal(0), trades)
