@@ -58,9 +58,12 @@ def run_cycle(connection_ids: list[int] | None = None, cycle_key: str | None = N
     result.positions = len(trades)
     by_connection = _connections({trade.connection_id for trade in trades})
     quotes = _quotes(trades, by_connection, result)
-    for trade in trades:
-        _watch(trade, by_connection.get(trade.connection_id), quotes, result)
-    db.session.commit()
+    priced_at = utcnow()  # quote ages are judged at fetch time, however long the cycle takes
+    marked = [(trade, _mark(trade, by_connection, quotes, priced_at, result)) for trade in trades]
+    db.session.commit()  # every anchor, breach time and alert of the cycle in one write
+    for trade, decision in marked:
+        if decision is not None:
+            _act(trade, decision, by_connection.get(trade.connection_id), priced_at, result)
     watchdog(connection_ids, result)
     result.duration_ms = int((time.perf_counter() - clock) * 1000)
     _record(result, started)
@@ -144,25 +147,40 @@ def _provider_quotes(
 # ---------------------------------------------------------------------------------- evaluating
 
 
-def _watch(trade: Trade, connection: BrokerConnection | None, quotes: dict[str, Quote], result: CycleResult) -> None:
-    now = utcnow()
-    quote = quotes.get(trade.symbol) if connection is not None else None
+def _mark(
+    trade: Trade,
+    by_connection: dict[int, BrokerConnection],
+    quotes: dict[str, Quote],
+    now: datetime,
+    result: CycleResult,
+) -> stops.StopDecision | None:
+    """Evaluate one trade and note the outcome on it (not committed); the decision when it must close."""
+    quote = quotes.get(trade.symbol) if trade.connection_id in by_connection else None
     decision = stops.evaluate(_protection_of(trade), quote, now, current_app.config["STOP_MONITOR_MAX_QUOTE_AGE"])
     if decision.anchor_moved:
         trade.trail_anchor = decision.trail_anchor
     if decision.needs_alert:
         _alert(trade, decision.reason, result)
-        return
+        return None
     if not decision.closes:
-        trade.breached_at = None
-        return
+        if trade.breached_at is not None:
+            trade.breached_at = None
+        return None
     result.breaches += 1
     if trade.breached_at is None:
         trade.breached_at = now
+    return decision
+
+
+def _act(
+    trade: Trade, decision: stops.StopDecision, connection: BrokerConnection | None, now: datetime, result: CycleResult
+) -> None:
+    """Close a breached trade, unless its broker stop gets its grace or its market is closed."""
     if _broker_acts_first(trade, decision, now):
         return
     if not _market_open_for(trade, connection):
-        trade.protection_detail = f"{decision.reason} The market is closed: closing at the open."
+        trade.protection_detail = f"{decision.reason} The market is closed: closing at the open."[:500]
+        db.session.commit()
         return
     _close(trade, decision.reason, result)
 
@@ -197,13 +215,12 @@ def _market_open_for(trade: Trade, connection: BrokerConnection | None) -> bool:
 
 def _close(trade: Trade, reason: str, result: CycleResult) -> None:
     """Cancel a broker stop in the way, then store the one exit (None when another run won)."""
-    db.session.commit()  # the cycle's anchors and breach times first
     try:
         if protection.protective_order(trade) is not None:
             broker = connections.broker_for(orders.connection_of(trade))
             if not protection.cancel_protection(trade, broker):
                 return  # the broker stop filled (closed by it) or the cancel awaits confirmation
-        exit_order = orders.close_trade(trade, f"Monitor: {reason}")
+        exit_order = orders.close_trade(trade, f"Monitor: {reason}", notify=f"{trade.symbol}: {reason} Closing.")
     except ArbionError as exc:
         db.session.rollback()
         result.errors += 1
@@ -211,8 +228,6 @@ def _close(trade: Trade, reason: str, result: CycleResult) -> None:
         return
     if exit_order is not None:
         result.exit_order_ids.append(exit_order.id)
-        notifications.notify(trade.user_id, "stop_triggered", f"{trade.symbol}: {reason} Closing.", subject=trade)
-        db.session.commit()
 
 
 def _alert(trade: Trade, reason: str, result: CycleResult) -> None:

@@ -211,7 +211,9 @@ def _resolve_unsent(order: Order, broker: Broker, account: str) -> bool:
         order_states.move(order, OrderStatus.UNKNOWN, "The worker stopped while sending; looking it up.")
     found = _matching_broker_orders(order, broker, account)
     if len(found) == 1:
-        trade_book.apply_report(order, found[0])
+        # Read the order itself: a listing may carry no fills (Coinbase's does not), and a FILLED
+        # order is never polled again, so its fills would never be recorded.
+        trade_book.apply_report(order, broker.get_order(account, found[0].broker_order_id))
         audit.record("order.reconciled", subject=order, details={"broker_order_id": order.broker_order_id})
         return True
     if len(found) > 1:

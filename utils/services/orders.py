@@ -32,7 +32,7 @@ from utils.exceptions import (
 from utils.extensions import db
 from utils.money import utcnow
 from utils.observability import get_logger
-from utils.risk.inputs import OrderIntent
+from utils.risk.inputs import OrderIntent, RiskSnapshot
 from utils.rowlock import claimed
 from utils.services import audit, connections, notifications, order_states, risk, schwab_logins, trade_book
 
@@ -153,8 +153,10 @@ def market_open(broker: Broker, symbol: str) -> bool:
 # ---------------------------------------------------------------------------------- exits
 
 
-def close_trade(trade: Trade, reason: str, actor: User | None = None) -> Order | None:
+def close_trade(trade: Trade, reason: str, actor: User | None = None, *, notify: str = "") -> Order | None:
     """Store a market exit for the trade's whole open quantity (PENDING_SUBMIT); commit and audit.
+
+    ``notify``, when given, is told to the user in the same transaction as the exit it announces.
 
     Exactly once: the trade moves OPEN → CLOSING in one conditional UPDATE, and the database
     allows one live exit per trade, so concurrent callers get None instead of a second exit.
@@ -165,11 +167,15 @@ def close_trade(trade: Trade, reason: str, actor: User | None = None) -> Order |
     if quantity <= 0 or trade_book.live_exit(trade) is not None:
         return None
     check_exit(trade, OrderPurpose.EXIT, quantity)
-    closing = (
-        db.update(Trade)
+    # SKIP LOCKED: a trade another monitor run is closing right now is left to it (PostgreSQL;
+    # SQLite serialises writers anyway). Should that run fail, the next cycle finds it OPEN.
+    still_open = (
+        db.select(Trade.id)
         .where(Trade.id == trade.id, Trade.status.in_([TradeStatus.OPEN, TradeStatus.PARTIALLY_FILLED]))
-        .values(status=TradeStatus.CLOSING, updated_at=utcnow())
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
     )
+    closing = db.update(Trade).where(Trade.id == still_open).values(status=TradeStatus.CLOSING, updated_at=utcnow())
     if not claimed(closing):
         db.session.rollback()
         return None
@@ -177,6 +183,8 @@ def close_trade(trade: Trade, reason: str, actor: User | None = None) -> Order |
         order = new_exit_order(trade, OrderPurpose.EXIT, quantity)
         order.status_detail = reason[:500]
         audit.record("order.exit", actor=actor, subject=trade, details={"reason": reason, "quantity": str(quantity)})
+        if notify:
+            notifications.notify(trade.user_id, "stop_triggered", notify, subject=trade)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()  # another exit went live first: it wins, we add nothing
@@ -346,16 +354,25 @@ def replacement_for(
 
 
 def check_exit(trade: Trade, purpose: OrderPurpose, quantity: Decimal) -> None:
-    """Run an exit through the risk engine: only the rules exits obey apply (it must reduce what is
-    open; no exposure limit, trading state or stale quote blocks it). Raises when refused."""
+    """Run an exit of ``trade`` through the risk engine (raises when refused).
+
+    Only the rules exits obey apply: the exit must reduce what the trade holds; no exposure
+    limit, trading state or stale quote blocks it. The snapshot comes from the trade itself, so
+    the monitor's closes cost no account-wide queries.
+    """
     intent = OrderIntent(
         symbol=trade.symbol,
         side=CLOSING_SIDE[OrderSide(trade.side)],
         quantity=quantity,
         purpose=purpose,
     )
+    snapshot = RiskSnapshot(now=utcnow(), reduces_position=Decimal(0) < quantity <= trade_book.open_quantity(trade))
     user = db.session.get_one(User, trade.user_id)
-    risk.evaluate(user, trade.connection_id, intent, None, True).raise_if_rejected()
+    decision = risk.ENGINE.check(intent, snapshot, risk.limits_for(user))
+    if not decision.allowed:
+        audit.record("risk.rejected", subject=trade, details={"reasons": decision.reasons, "purpose": purpose.value})
+        db.session.commit()
+    decision.raise_if_rejected()
 
 
 def new_exit_order(trade: Trade, purpose: OrderPurpose, quantity: Decimal) -> Order:
