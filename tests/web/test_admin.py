@@ -12,6 +12,7 @@ from models import AuditLog, User
 from tests.support import DEFAULT_PASSWORD, csrf_token, login, make_user, post_form
 from utils.enums import Role
 from utils.extensions import db
+from utils.services import monitor
 
 
 @pytest.fixture()
@@ -175,3 +176,10 @@ def test_system_page_shows_readiness_and_heartbeats(client: FlaskClient, superad
 def test_audit_page_lists_entries(client: FlaskClient, superadmin: User) -> None:
     page = client.get("/admin/system/audit").get_data(as_text=True)
     assert "auth.login" in page
+
+
+def test_system_page_shows_the_last_monitor_runs(client: FlaskClient, superadmin: User) -> None:
+    assert "No monitor run yet" in client.get("/admin/system/").get_data(as_text=True)
+    result = monitor.run_cycle()
+    page = client.get("/admin/system/").get_data(as_text=True)
+    assert result.cycle_key[:8] in page and "No monitor run yet" not in page

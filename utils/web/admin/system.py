@@ -5,15 +5,20 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 from flask.typing import ResponseReturnValue
 
-from utils.services import audit, system
+from utils.services import audit, monitor, system
 
 bp = Blueprint("system", __name__, url_prefix="/system")
 
 
 @bp.get("/")
 def status() -> ResponseReturnValue:
-    """Readiness checks and the heartbeats of worker and beat."""
-    return render_template("admin/system.html", readiness=system.check_readiness(), heartbeats=system.list_heartbeats())
+    """Readiness checks, the heartbeats of worker and beat, and the last stop-loss monitor runs."""
+    return render_template(
+        "admin/system.html",
+        readiness=system.check_readiness(),
+        heartbeats=system.list_heartbeats(),
+        monitor_runs=monitor.recent_runs(),
+    )
 
 
 @bp.get("/audit")
