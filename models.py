@@ -22,6 +22,7 @@ from utils.enums import (
     EXIT_PURPOSES,
     LIVE_ORDER_STATUSES,
     ConnectionStatus,
+    DriftKind,
     OrderPurpose,
     OrderSide,
     OrderStatus,
@@ -43,6 +44,7 @@ __all__ = [
     # broker connections
     "BrokerConnection",
     "BrokerApp",
+    "DriftAlert",
     # trading
     "Trade",
     "Order",
@@ -177,6 +179,9 @@ class BrokerConnection(db.Model):  # type: ignore[name-defined]
     access_token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     refresh_token_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_tested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Reconciliation: when it last succeeded, and why entries are held (exits only) while it fails.
+    reconciled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reconcile_hold_reason: Mapped[str | None] = mapped_column(sa.String(500))
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
 
@@ -201,6 +206,47 @@ class BrokerApp(db.Model):  # type: ignore[name-defined]
     redirect_uri: Mapped[str] = mapped_column(sa.String(500), nullable=False)
     updated_at: Mapped[datetime] = updated_at_column()
     updated_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+
+
+OPEN_DRIFT = sa.text("resolved_at IS NULL")
+
+
+class DriftAlert(db.Model):  # type: ignore[name-defined]
+    """A difference between our books and a broker's (an order or position the platform did not
+    make, one it made that the broker lost, a quantity mismatch). Open until a reconciliation no
+    longer finds it; one open alert per connection, kind, symbol and broker order id."""
+
+    __tablename__ = "drift_alerts"
+    __table_args__ = (
+        sa.Index(
+            "uq_drift_alerts_open",
+            "connection_id",
+            "kind",
+            "symbol",
+            "broker_order_id",
+            unique=True,
+            postgresql_where=OPEN_DRIFT,
+            sqlite_where=OPEN_DRIFT,
+        ),
+        sa.Index("ix_drift_alerts_user_resolved", "user_id", "resolved_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("broker_connections.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    kind: Mapped[DriftKind] = enum_column(DriftKind, nullable=False)
+    symbol: Mapped[str] = mapped_column(sa.String(32), nullable=False, default="")
+    # "" when the drift is not about one broker order (a position mismatch).
+    broker_order_id: Mapped[str] = mapped_column(sa.String(64), nullable=False, default="")
+    detail: Mapped[str] = mapped_column(sa.String(500), nullable=False, default="")
+    our_quantity: Mapped[Decimal | None] = mapped_column(Money())
+    broker_quantity: Mapped[Decimal | None] = mapped_column(Money())
+    created_at: Mapped[datetime] = created_at_column()
+    # Last seen by a reconciliation (first seen: created_at).
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 # ================================================================================ trading

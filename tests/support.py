@@ -40,6 +40,9 @@ def base_environ(database_url: str, **overrides: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "LOG_LEVEL": "WARNING",
         "LOG_FORMAT": "json",
+        # Tests move prices and expect the next read to see them; tests/services/test_market_data.py
+        # turns the shared quote cache on.
+        "QUOTE_CACHE_SECONDS": "0",
     }
     if TEST_REDIS_URL:
         environ["REDIS_URL"] = TEST_REDIS_URL

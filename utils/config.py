@@ -194,6 +194,8 @@ def _broker_settings(read: _Reader) -> dict[str, Any]:
         "STOP_MONITOR_INTERVAL": read.number("STOP_MONITOR_INTERVAL", 60, 1),
         "STOP_MONITOR_MAX_QUOTE_AGE": read.number("STOP_MONITOR_MAX_QUOTE_AGE", 60, 1),
         "STOP_MONITOR_CHUNK_SIZE": read.number("STOP_MONITOR_CHUNK_SIZE", 200, 1),
+        "QUOTE_CACHE_SECONDS": read.number("QUOTE_CACHE_SECONDS", 2, 0),
+        "RECONCILE_INTERVAL": read.number("RECONCILE_INTERVAL", 300, 30),
         "SCHWAB_CLIENT_ID": read.text("SCHWAB_CLIENT_ID"),
         "SCHWAB_CLIENT_SECRET": read.text("SCHWAB_CLIENT_SECRET"),
         "SCHWAB_REDIRECT_URI": read.text("SCHWAB_REDIRECT_URI"),

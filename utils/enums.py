@@ -116,6 +116,14 @@ class TradeStatus(StrEnum):
     FAILED = "failed"
 
 
+class DriftKind(StrEnum):
+    """A difference between our books and a broker's, found by reconciliation."""
+
+    ORPHAN_ORDER = "orphan_order"  # a live order at the broker that the platform did not make
+    MISSING_ORDER = "missing_order"  # one of our live orders that the broker has no record of
+    POSITION_MISMATCH = "position_mismatch"  # our net quantity in a symbol differs from the broker's
+
+
 class ProtectionMode(StrEnum):
     """Where a trade's stop-loss lives."""
 

@@ -97,6 +97,18 @@ REJECT = [
         RiskLimitExceededError,
     ),
     (
+        "trading_state",
+        case(s={"connection_state": TradingState.REDUCING, "connection_state_reason": "reconciliation failed"}),
+        "Trading on this broker account is in reduce-only mode (reconciliation failed)." + CLOSING,
+        RiskLimitExceededError,
+    ),
+    (
+        "trading_state",
+        case(s={"connection_state": TradingState.HALTED}),
+        "Trading on this broker account is halted." + CLOSING,
+        RiskLimitExceededError,
+    ),
+    (
         "exit_reduces_position",
         case({"exit": {}}, {"reduces_position": False}),
         "This closing order does not reduce an open AAPL position on this account (nothing is open, or it is "
@@ -241,6 +253,8 @@ REJECT = [
 RAISED = [
     ("trading_state", case(s={"user_state": "paused"})),
     ("trading_state", case(s={"global_state": None})),
+    ("trading_state", case(s={"connection_state": "held"})),
+    ("trading_state", case(s={"connection_state": None, "global_state": TradingState.HALTED})),
     ("exit_reduces_position", case({"exit": {}}, {"reduces_position": "yes"})),
     ("exit_reduces_position", case({"purpose": "open"})),
     ("symbol_lists", case(lim={"symbol_denylist": None})),
@@ -336,3 +350,12 @@ def test_a_stop_order_is_valued_at_its_stop_when_that_is_higher() -> None:
         lim={"max_order_notional": D(1100)},
     )
     assert full(buy_stop).reasons == ["This order is worth $1,200.00; your limit per order is $1,100.00."]
+
+
+def test_a_held_connection_still_lets_exits_through() -> None:
+    held = {"connection_state": TradingState.REDUCING, "connection_state_reason": "reconciliation failed"}
+    assert not full(case(s=held)).allowed
+    exit_decision = full(case({"exit": {}}, held | {"reduces_position": True}))
+    assert exit_decision.allowed, exit_decision.reasons
+    in_full = {r.name: r for r in exit_decision.results}
+    assert not in_full["trading_state"].applied

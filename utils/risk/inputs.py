@@ -90,6 +90,8 @@ class RiskSnapshot:
     orders could still add). ``realized_pnl_today`` is negative for a loss.
     ``reduces_position`` says whether this order only reduces an existing position on its
     connection (a sell against a long, a cover against a short, no bigger than what is open).
+    ``connection_state`` is the state of the broker connection the order goes to: REDUCING while
+    its reconciliation with the broker fails (utils/services/reconcile.py).
     """
 
     now: datetime
@@ -105,6 +107,8 @@ class RiskSnapshot:
     reduces_position: bool = False
     user_state_reason: str = ""
     global_state_reason: str = ""
+    connection_state: TradingState = TradingState.ACTIVE
+    connection_state_reason: str = ""
 
 
 def reference_price(intent: OrderIntent, quote: Quote | None) -> Decimal | None:

@@ -86,14 +86,16 @@ class Rule(abc.ABC):
 
 
 class TradingStateRule(Rule):
-    """Global kill switch and the user's own state: HALTED and REDUCING accept exits only."""
+    """Global kill switch, the user's own state and the broker connection's: HALTED and REDUCING
+    accept exits only."""
 
     name = "trading_state"
 
     def check(self, intent: OrderIntent, snapshot: RiskSnapshot, limits: RiskLimits) -> str | None:
-        """Refuse new exposure unless both the platform and the user are ACTIVE."""
+        """Refuse new exposure unless the platform, the user and the connection are all ACTIVE."""
         closing_note = " Orders that close or reduce a position still go through."
         platform, user = TradingState(snapshot.global_state), TradingState(snapshot.user_state)
+        connection = TradingState(snapshot.connection_state)
         if platform != TradingState.ACTIVE:
             mode = "halted" if platform == TradingState.HALTED else "in reduce-only mode"
             return f"Trading is {mode} platform-wide{_because(snapshot.global_state_reason)}.{closing_note}"
@@ -101,6 +103,10 @@ class TradingStateRule(Rule):
             return f"Trading is halted for your account{_because(snapshot.user_state_reason)}.{closing_note}"
         if user == TradingState.REDUCING:
             return f"Your account is in reduce-only mode{_because(snapshot.user_state_reason)}.{closing_note}"
+        if connection != TradingState.ACTIVE:
+            mode = "halted" if connection == TradingState.HALTED else "in reduce-only mode"
+            reason = _because(snapshot.connection_state_reason)
+            return f"Trading on this broker account is {mode}{reason}.{closing_note}"
         return None
 
 

@@ -30,7 +30,7 @@ from utils.money import utcnow
 from utils.observability import get_logger
 from utils.risk import stops
 from utils.risk.inputs import looks_like_crypto
-from utils.services import connections, notifications, orders, protection, trade_book
+from utils.services import connections, market_data, notifications, orders, protection, trade_book
 
 log = get_logger(__name__)
 WATCHED = (TradeStatus.OPEN, TradeStatus.PARTIALLY_FILLED)
@@ -135,9 +135,9 @@ def _provider_quotes(
     for connection in sources[:3]:  # a broken connection must not blind the monitor to the provider
         try:
             broker = connections.broker_for(connection)
-            batch = broker.capabilities.max_symbols_per_quote
-            result.quote_calls += -(-len(symbols) // batch)
-            return broker.quotes(symbols)
+            found, fetched = market_data.quotes(provider, symbols, broker.quotes)
+            result.quote_calls += -(-len(fetched) // broker.capabilities.max_symbols_per_quote)
+            return found
         except ArbionError as exc:
             result.errors += 1
             log.warning("monitor.quotes_failed", provider=provider.value, connection_id=connection.id, error=exc.code)

@@ -18,9 +18,9 @@ from typing import Any, cast
 
 from flask import current_app
 
-from models import Order, RiskSettings, Trade, User
+from models import BrokerConnection, Order, RiskSettings, Trade, User
 from utils.brokers.base import Quote
-from utils.enums import LIVE_ORDER_STATUSES, OrderPurpose, OrderSide, TradeStatus
+from utils.enums import LIVE_ORDER_STATUSES, OrderPurpose, OrderSide, TradeStatus, TradingState
 from utils.extensions import db
 from utils.money import utcnow
 from utils.observability import get_logger
@@ -42,6 +42,7 @@ __all__ = [
     "ENGINE",
     "OpenTrade",
     "TradingStatus",
+    "connection_hold",
     "evaluate",
     "global_trading_state",
     "limits_for",
@@ -137,7 +138,8 @@ def snapshot_for(
     order (at its limit or stop price, else its trade's price, else this quote for the same
     symbol). What cannot be valued counts as unknown (NaN), so the exposure rules block entries
     rather than guess. Open positions count trades with quantity open (OPEN, PARTIALLY_FILLED,
-    CLOSING) plus pending entries. Today is the UTC day of ``now``.
+    CLOSING) plus pending entries. Today is the UTC day of ``now``. A connection held by a failing
+    reconciliation is REDUCING (entries refused, exits pass).
     """
     return _snapshot(user, settings_row(user), connection_id, intent, quote, market_open, now or utcnow())
 
@@ -156,6 +158,7 @@ def _snapshot(
     exposure = _exposure(trades, pending, _price_for(intent, quote))
     day_start = start_of_utc_day(now)
     user_status, global_status = status_of(row), global_trading_state()
+    hold = connection_hold(connection_id)
     return RiskSnapshot(
         now=now,
         user_state=user_status.state,
@@ -170,7 +173,15 @@ def _snapshot(
         entry_orders_today=_entry_orders_since(user.id, day_start),
         realized_pnl_today=_realized_pnl_since(user.id, day_start),
         reduces_position=reduces_position(intent, connection_id, trades),
+        connection_state=TradingState.ACTIVE if hold is None else TradingState.REDUCING,
+        connection_state_reason=hold or "",
     )
+
+
+def connection_hold(connection_id: int) -> str | None:
+    """Why entries on this connection are held (its reconciliation is failing), or None; read fresh."""
+    statement = db.select(BrokerConnection.reconcile_hold_reason).where(BrokerConnection.id == connection_id)
+    return db.session.scalar(statement)
 
 
 def start_of_utc_day(moment: datetime) -> datetime:

@@ -13,6 +13,7 @@ TASK_MODULES = (
     "utils.tasks.connections",
     "utils.tasks.trading",
     "utils.tasks.monitoring",
+    "utils.tasks.reconciliation",
 )
 
 
@@ -23,6 +24,7 @@ def build_beat_schedule(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     upkeep_interval = float(config["SCHWAB_TOKEN_UPKEEP_INTERVAL"])
     poll_interval = float(config["ORDER_POLL_INTERVAL"])
     monitor_interval = float(config["STOP_MONITOR_INTERVAL"])
+    reconcile_interval = float(config["RECONCILE_INTERVAL"])
     return {
         "worker-heartbeat": {
             "task": "system.record_worker_heartbeat",
@@ -50,6 +52,12 @@ def build_beat_schedule(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             "task": "trading.track_orders",
             "schedule": poll_interval,
             "options": {"expires": poll_interval},
+        },
+        "reconcile-brokers": {
+            "task": "reconcile.all",
+            "schedule": reconcile_interval,
+            # Runs that piled up in the queue would only repeat each other: the next one is due.
+            "options": {"expires": reconcile_interval},
         },
         "keep-schwab-logins-alive": {
             "task": "connections.keep_schwab_logins_alive",
