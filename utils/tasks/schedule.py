@@ -16,19 +16,22 @@ TASK_MODULES = (
     "utils.tasks.reconciliation",
 )
 
+# Periodic tasks: (beat entry, task name, setting holding the interval in seconds).
+EVERY_FEW_SECONDS = (
+    ("paper-match-working-orders", "paper.match_working_orders", "PAPER_MATCH_INTERVAL"),
+    ("stop-loss-monitor", "monitoring.stop_loss_cycle", "STOP_MONITOR_INTERVAL"),
+    ("track-orders", "trading.track_orders", "ORDER_POLL_INTERVAL"),
+    ("reconcile-brokers", "reconcile.all", "RECONCILE_INTERVAL"),
+    ("keep-schwab-logins-alive", "connections.keep_schwab_logins_alive", "SCHWAB_TOKEN_UPKEEP_INTERVAL"),
+)
+
 
 def build_beat_schedule(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Beat entries for this configuration (intervals come from settings)."""
-    interval = config["HEARTBEAT_INTERVAL"]
-    paper_interval = float(config["PAPER_MATCH_INTERVAL"])
-    upkeep_interval = float(config["SCHWAB_TOKEN_UPKEEP_INTERVAL"])
-    poll_interval = float(config["ORDER_POLL_INTERVAL"])
-    monitor_interval = float(config["STOP_MONITOR_INTERVAL"])
-    reconcile_interval = float(config["RECONCILE_INTERVAL"])
-    return {
+    schedule: dict[str, dict[str, Any]] = {
         "worker-heartbeat": {
             "task": "system.record_worker_heartbeat",
-            "schedule": float(interval),
+            "schedule": float(config["HEARTBEAT_INTERVAL"]),
             # A heartbeat that waited in the queue longer than the staleness limit is old news.
             "options": {"expires": float(config["HEARTBEAT_MAX_AGE"])},
         },
@@ -36,32 +39,9 @@ def build_beat_schedule(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             "task": "maintenance.purge_old_audit_logs",
             "schedule": crontab(hour=3, minute=17),
         },
-        "paper-match-working-orders": {
-            "task": "paper.match_working_orders",
-            "schedule": paper_interval,
-            # The next run is due by then: a pass that waited longer is dropped, not piled up.
-            "options": {"expires": paper_interval},
-        },
-        "stop-loss-monitor": {
-            "task": "monitoring.stop_loss_cycle",
-            "schedule": monitor_interval,
-            # A cycle that waited a whole interval in the queue is superseded by the next one.
-            "options": {"expires": monitor_interval},
-        },
-        "track-orders": {
-            "task": "trading.track_orders",
-            "schedule": poll_interval,
-            "options": {"expires": poll_interval},
-        },
-        "reconcile-brokers": {
-            "task": "reconcile.all",
-            "schedule": reconcile_interval,
-            # Runs that piled up in the queue would only repeat each other: the next one is due.
-            "options": {"expires": reconcile_interval},
-        },
-        "keep-schwab-logins-alive": {
-            "task": "connections.keep_schwab_logins_alive",
-            "schedule": upkeep_interval,
-            "options": {"expires": upkeep_interval},
-        },
     }
+    for entry, task, setting in EVERY_FEW_SECONDS:
+        interval = float(config[setting])
+        # A run that waited a whole interval in the queue is superseded by the next one: drop it.
+        schedule[entry] = {"task": task, "schedule": interval, "options": {"expires": interval}}
+    return schedule
