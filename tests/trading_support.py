@@ -13,7 +13,7 @@ from models import BrokerConnection
 from utils.enums import OrderSide
 from utils.extensions import db
 from utils.services import connections
-from utils.services.orders import OrderTicket
+from utils.services.order_tickets import OrderTicket
 
 CRYPTO = "BTC-USD"
 

@@ -57,7 +57,7 @@ from utils.extensions import db
 from utils.money import utcnow
 from utils.risk.inputs import OrderIntent
 from utils.services import connections, credentials, execution, orders, reconcile, risk
-from utils.services.orders import OrderTicket
+from utils.services.order_tickets import OrderTicket
 from utils.services.schwab_tokens import write_tokens
 from utils.tasks.reconciliation import reconcile_all as reconcile_task
 

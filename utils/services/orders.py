@@ -9,9 +9,7 @@ sends, and a write whose outcome was not seen becomes UNKNOWN for reconciliation
 
 from __future__ import annotations
 
-import re
 import uuid
-from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
 
@@ -24,7 +22,6 @@ from utils.exceptions import (
     ArbionError,
     BrokerTemporaryError,
     ConflictError,
-    InvalidInputError,
     NotFoundError,
     TokenExpiredError,
     UnknownOrderOutcomeError,
@@ -34,33 +31,21 @@ from utils.money import utcnow
 from utils.observability import get_logger
 from utils.risk.inputs import OrderIntent, RiskSnapshot
 from utils.rowlock import claimed
-from utils.services import audit, connections, notifications, order_states, risk, schwab_logins, trade_book
+from utils.services import (
+    audit,
+    connections,
+    notifications,
+    order_states,
+    order_tickets,
+    risk,
+    schwab_logins,
+    trade_book,
+)
+from utils.services.order_tickets import OrderTicket
 
 log = get_logger(__name__)
-SYMBOL = re.compile(r"^[A-Z][A-Z0-9.\-/]{0,19}$")
-ENTRY_SIDES = frozenset({OrderSide.BUY, OrderSide.SELL_SHORT})
 CLOSING_SIDE = {OrderSide.BUY: OrderSide.SELL, OrderSide.SELL_SHORT: OrderSide.BUY_TO_COVER}
-MAX_DECIMALS = 8
 RESEND_TASK_AFTER = timedelta(seconds=30)
-
-
-@dataclass(frozen=True)
-class OrderTicket:
-    """An entry as a trader (or a script) asks for it; ``validated`` checks it before anything else."""
-
-    connection_id: int
-    symbol: str
-    side: OrderSide
-    quantity: Decimal
-    order_type: OrderType = OrderType.MARKET
-    time_in_force: TimeInForce = TimeInForce.DAY
-    limit_price: Decimal | None = None
-    stop_price: Decimal | None = None
-    trail_offset: Decimal | None = None
-    stop_loss_price: Decimal | None = None
-    take_profit_price: Decimal | None = None
-    trailing_stop_offset: Decimal | None = None
-    idempotency_key: str | None = None
 
 
 # ---------------------------------------------------------------------------------- entries
@@ -72,14 +57,15 @@ def place_order(user: User, ticket: OrderTicket) -> Order:
     The caller enqueues ``submit`` with the returned order's id. An Idempotency-Key already used
     by this user returns that order when the request is the same and is refused when it is not.
     """
-    ticket = validated(ticket)
+    ticket = order_tickets.validated(ticket)
     if ticket.idempotency_key and (existing := _by_idempotency_key(user, ticket.idempotency_key)):
         return _same_or_conflict(existing, ticket)
     connection = usable_connection(user, ticket.connection_id)
     broker = connections.broker_for(connection)
-    _check_quantity_precision(broker, ticket.quantity)
+    order_tickets.check_quantity_precision(broker, ticket.quantity)
     quote = quote_or_none(broker, ticket.symbol)
-    decision = risk.evaluate(user, connection.id, _intent(ticket), quote, market_open(broker, ticket.symbol))
+    intent = order_tickets.intent_of(ticket)
+    decision = risk.evaluate(user, connection.id, intent, quote, market_open(broker, ticket.symbol))
     if not decision.allowed:
         message = f"{ticket.symbol}: order refused by your risk limits. " + " ".join(decision.reasons)
         notifications.notify(user.id, "risk_rejected", message, level="warning")
@@ -95,27 +81,6 @@ def place_order(user: User, ticket: OrderTicket) -> Order:
             raise
         return _same_or_conflict(existing, ticket)
     return order
-
-
-def validated(ticket: OrderTicket) -> OrderTicket:
-    """The ticket with a normalised symbol, or InvalidInputError naming the first bad field."""
-    symbol = ticket.symbol.strip().upper()
-    if not SYMBOL.match(symbol):
-        raise _bad("symbol", "Enter a symbol such as AAPL or BTC-USD.")
-    if ticket.side not in ENTRY_SIDES:
-        raise _bad("side", "An entry buys (long) or sells short; close a position to sell it.")
-    _positive("quantity", ticket.quantity)
-    for name in ("limit_price", "stop_price", "trail_offset", "stop_loss_price", "take_profit_price"):
-        if getattr(ticket, name) is not None:
-            _positive(name, getattr(ticket, name))
-    if ticket.trailing_stop_offset is not None:
-        _positive("trailing_stop_offset", ticket.trailing_stop_offset)
-    _check_prices_for_type(ticket)
-    _check_protection_sides(ticket)
-    key = (ticket.idempotency_key or "").strip() or None
-    if key is not None and len(key) > 128:
-        raise _bad("idempotency_key", "An Idempotency-Key has at most 128 characters.")
-    return replace(ticket, symbol=symbol, idempotency_key=key)
 
 
 def usable_connection(user: User, connection_id: int) -> BrokerConnection:
@@ -304,7 +269,7 @@ def _store_entry(user: User, connection: BrokerConnection, ticket: OrderTicket, 
     order.limit_price, order.stop_price, order.trail_offset = ticket.limit_price, ticket.stop_price, ticket.trail_offset
     order.idempotency_key = ticket.idempotency_key
     db.session.flush()
-    audit.record("order.create", actor=user, subject=order, details=_audit_details(ticket))
+    audit.record("order.create", actor=user, subject=order, details=order_tickets.audit_details(ticket))
     return order
 
 
@@ -319,7 +284,7 @@ def replacement_for(
     """Validate and risk-check a change to a working entry, then store the new order (SUBMITTED,
     claimed for this caller, linked to ``old``; commit). The caller sends the replace."""
     trade = old.trade
-    ticket = validated(
+    ticket = order_tickets.validated(
         OrderTicket(
             connection_id=old.connection_id,
             symbol=old.symbol,
@@ -335,10 +300,10 @@ def replacement_for(
         )
     )
     broker = connections.broker_for(connection_of(old))
-    _check_quantity_precision(broker, ticket.quantity)
+    order_tickets.check_quantity_precision(broker, ticket.quantity)
     quote = quote_or_none(broker, ticket.symbol)
     risk.evaluate(
-        user, old.connection_id, _intent(ticket), quote, market_open(broker, ticket.symbol)
+        user, old.connection_id, order_tickets.intent_of(ticket), quote, market_open(broker, ticket.symbol)
     ).raise_if_rejected()
     new = _new_order(trade, OrderPurpose.ENTRY, ticket.side, ticket.quantity) if trade else None
     if new is None:
@@ -348,7 +313,7 @@ def replacement_for(
     new.replaces_order_id, new.status, new.submitted_at = old.id, OrderStatus.SUBMITTED, utcnow()
     if trade is not None:
         trade.quantity, trade.price = ticket.quantity, ticket.limit_price
-    audit.record("order.replace", actor=user, subject=old, details=_audit_details(ticket))
+    audit.record("order.replace", actor=user, subject=old, details=order_tickets.audit_details(ticket))
     db.session.commit()
     return new
 
@@ -408,20 +373,6 @@ def _new_order(trade: Trade, purpose: OrderPurpose, side: OrderSide, quantity: D
     return order
 
 
-def _intent(ticket: OrderTicket) -> OrderIntent:
-    return OrderIntent(
-        symbol=ticket.symbol,
-        side=ticket.side,
-        quantity=ticket.quantity,
-        order_type=ticket.order_type,
-        limit_price=ticket.limit_price,
-        stop_price=ticket.stop_price,
-        stop_loss_price=ticket.stop_loss_price,
-        take_profit_price=ticket.take_profit_price,
-        purpose=OrderPurpose.ENTRY,
-    )
-
-
 def _by_idempotency_key(user: User, key: str) -> Order | None:
     return db.session.scalar(db.select(Order).where(Order.user_id == user.id, Order.idempotency_key == key))
 
@@ -460,47 +411,6 @@ def _same_or_conflict(existing: Order, ticket: OrderTicket) -> Order:
             details={"order_id": existing.id},
         )
     return existing
-
-
-def _check_quantity_precision(broker: Broker, quantity: Decimal) -> None:
-    if not broker.capabilities.fractional_quantity and quantity != quantity.to_integral_value():
-        raise _bad("quantity", "This broker trades whole shares only.")
-
-
-def _check_prices_for_type(ticket: OrderTicket) -> None:
-    needs = {
-        OrderType.LIMIT: ("limit_price",),
-        OrderType.STOP: ("stop_price",),
-        OrderType.STOP_LIMIT: ("stop_price", "limit_price"),
-        OrderType.TRAILING_STOP: ("trail_offset",),
-    }.get(ticket.order_type, ())
-    for name in needs:
-        if getattr(ticket, name) is None:
-            raise _bad(name, f"A {ticket.order_type.value.replace('_', '-')} order needs a {name.replace('_', ' ')}.")
-
-
-def _check_protection_sides(ticket: OrderTicket) -> None:
-    long = ticket.side == OrderSide.BUY
-    stop, target = ticket.stop_loss_price, ticket.take_profit_price
-    if stop is not None and target is not None and (stop >= target if long else stop <= target):
-        raise _bad("take_profit_price", "The take-profit must be on the other side of the entry from the stop-loss.")
-
-
-def _positive(name: str, value: Decimal) -> None:
-    if not value.is_finite() or value <= 0:
-        raise _bad(name, f"The {name.replace('_', ' ')} must be a number above 0.")
-    exponent = value.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and -exponent > MAX_DECIMALS:
-        raise _bad(name, f"The {name.replace('_', ' ')} has more than {MAX_DECIMALS} decimal places.")
-
-
-def _bad(field: str, message: str) -> InvalidInputError:
-    return InvalidInputError(message, details={"field": field})
-
-
-def _audit_details(ticket: OrderTicket) -> dict[str, str]:
-    shown = ("symbol", "side", "quantity", "order_type", "limit_price", "stop_price", "stop_loss_price")
-    return {name: str(getattr(ticket, name)) for name in shown if getattr(ticket, name) is not None}
 
 
 def get_order(user: User, order_id: int) -> Order:
