@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
+from sqlalchemy.exc import IntegrityError
+
 from models import BrokerConnection, Order, User
 from utils.brokers.base import Broker, BrokerOrder
 from utils.enums import OrderPurpose, OrderStatus
@@ -86,10 +88,10 @@ def track_connection(connection_id: int, report: TrackingReport | None = None) -
         except TokenExpiredError as exc:
             _connection_failed(connection, exc, report)
             return report
-        except ArbionError as exc:
+        except (ArbionError, IntegrityError) as exc:  # IntegrityError: a concurrent pass recorded it first
             db.session.rollback()
             report.failed += 1
-            log.warning("orders.track_failed", order_id=order_id, error=exc.code)
+            log.warning("orders.track_failed", order_id=order_id, error=getattr(exc, "code", type(exc).__name__))
     return report
 
 

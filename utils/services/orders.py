@@ -310,7 +310,8 @@ def replacement_for(
         raise ConflictError("This order has no trade to change.")
     new.order_type, new.time_in_force = ticket.order_type, ticket.time_in_force
     new.limit_price, new.stop_price, new.trail_offset = ticket.limit_price, ticket.stop_price, ticket.trail_offset
-    new.replaces_order_id, new.status, new.submitted_at = old.id, OrderStatus.SUBMITTED, utcnow()
+    new.replaces_order_id, new.submitted_at = old.id, utcnow()
+    order_states.move(new, OrderStatus.SUBMITTED)  # claimed for this caller: it sends the replace
     if trade is not None:
         trade.quantity, trade.price = ticket.quantity, ticket.limit_price
     audit.record("order.replace", actor=user, subject=old, details=order_tickets.audit_details(ticket))

@@ -77,6 +77,8 @@ def _stop_fits(trade: Trade) -> bool:
     """True when the trade needs nothing: emulated on purpose, or its broker stop covers it exactly."""
     if trade.protection_mode == ProtectionMode.EMULATED and trade.protection_detail.startswith("Broker stop not"):
         return True  # already failed once: the monitor emulates it; retrying every pass would spam the broker
+    if trade.breached_at is not None:
+        return True  # the monitor is closing it: a stop placed now would only race the exit
     current = protective_order(trade)
     if trade.protection_mode == ProtectionMode.EMULATED and current is None:
         return True

@@ -23,6 +23,9 @@ SHORT_SIDES = frozenset({OrderSide.SELL_SHORT})
 
 def apply_report(order: Order, report: BrokerOrder) -> bool:
     """Bring ``order`` (and its trade) up to date with the broker's report; True if anything changed."""
+    target = _reported_status(order, report)
+    if not order_states.can_move(OrderStatus(order.status), target):  # refuse before changing anything
+        order_states.move(order, target)
     if order.broker_order_id is None:
         order.broker_order_id = report.broker_order_id
     added = record_fills(order, report.fills)
@@ -32,7 +35,7 @@ def apply_report(order: Order, report: BrokerOrder) -> bool:
         order.average_fill_price = report.average_fill_price or order.average_fill_price
     order.remaining_quantity = max(order.quantity - order.filled_quantity, ZERO)
     order.fees = max(report.fees, sum((fill.commission for fill in order.fills), ZERO))
-    order_states.move(order, _reported_status(order, report), report.status_detail or None)
+    order_states.move(order, target, report.status_detail or None)
     if order.trade is not None:
         settle(order.trade)
     return bool(added) or before != (order.status, order.filled_quantity, order.average_fill_price)
