@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from celery.contrib.testing.worker import start_worker
 from flask import Flask
 
 from models import BrokerConnection, MonitorRun, Notification, Order, Trade, User
+from tests.support import make_user
 from tests.trading_support import CRYPTO, run_in_threads, ticket
+from tests.venues import eventually
 from utils.enums import OrderPurpose, OrderSide, OrderStatus, OrderType, ProtectionMode, TradeStatus
 from utils.extensions import db
 from utils.services import connections, execution, monitor, orders, protection, trade_book
+from utils.tasks.monitoring import stop_loss_cycle
 
 
 def open_trade(trader: User, paper: BrokerConnection, **fields: object) -> Trade:
@@ -183,3 +187,27 @@ def test_the_monitor_command_runs_one_cycle_and_closes_the_breach(
     assert db.session.get_one(Trade, trade.id).status == TradeStatus.CLOSED
     refused = app.test_cli_runner().invoke(args=["trading", "monitor"])
     assert refused.exit_code == 2 and "Pass --once" in refused.output
+
+
+def test_a_large_book_fans_out_one_chunk_per_task_to_the_workers(app: Flask) -> None:
+    app.config["STOP_MONITOR_CHUNK_SIZE"] = 1
+    trades = []
+    for n in range(3):
+        user = make_user(f"trader{n}@example.com")
+        paper = connections.create_paper_connection(user, "Sandbox", Decimal("1000000"))
+        trade = open_trade(user, paper)
+        trade.stop_loss_price, trade.take_profit_price = None, bid(paper) / 2  # a take-profit already hit
+        trades.append(trade.id)
+    db.session.commit()
+    celery_app = app.extensions["celery"]
+    with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        stop_loss_cycle.delay()
+        closed = eventually(
+            lambda: all(db.session.get_one(Trade, t).status == TradeStatus.CLOSED for t in trades),
+            "every chunk to close its trade",
+            timeout=30,
+        )
+    celery_app.control.purge()
+    assert closed
+    runs = monitor.recent_runs()
+    assert len(runs) == 3 and len({run.cycle_key for run in runs}) == 1 and sum(r.closes for r in runs) == 3
