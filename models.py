@@ -108,6 +108,10 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
     # Bumped on logout, password change and deactivation: every older session stops working.
     session_version: Mapped[int] = mapped_column(nullable=False, default=1)
     totp_secret_encrypted: Mapped[str | None] = mapped_column(sa.Text)
+    # Where notifications are also POSTed, signed with the secret (shown to the user once).
+    webhook_url: Mapped[str | None] = mapped_column(sa.String(500))
+    webhook_secret_encrypted: Mapped[str | None] = mapped_column(sa.Text)
+    webhook_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -413,6 +417,8 @@ class Notification(db.Model):  # type: ignore[name-defined]
     subject_id: Mapped[str] = mapped_column(sa.String(64), nullable=False, default="")
     created_at: Mapped[datetime] = created_at_column()
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    webhook_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    webhook_attempts: Mapped[int] = mapped_column(nullable=False, default=0)
 
 
 # ================================================================================ paper broker
@@ -567,6 +573,6 @@ class Heartbeat(db.Model):  # type: ignore[name-defined]
 # Every column holding ciphertext: ``flask crypto rotate`` re-encrypts exactly these.
 ENCRYPTED_COLUMNS: tuple[tuple[type[Any], tuple[str, ...]], ...] = (
     (BrokerConnection, ("credentials_encrypted", "access_token_encrypted", "refresh_token_encrypted")),
-    (User, ("totp_secret_encrypted",)),
+    (User, ("totp_secret_encrypted", "webhook_secret_encrypted")),
     (BrokerApp, ("client_secret_encrypted",)),
 )

@@ -195,6 +195,8 @@ def _broker_settings(read: _Reader) -> dict[str, Any]:
         "STOP_MONITOR_MAX_QUOTE_AGE": read.number("STOP_MONITOR_MAX_QUOTE_AGE", 60, 1),
         "STOP_MONITOR_CHUNK_SIZE": read.number("STOP_MONITOR_CHUNK_SIZE", 200, 1),
         "QUOTE_CACHE_SECONDS": read.number("QUOTE_CACHE_SECONDS", 2, 0),
+        "WEBHOOK_INTERVAL": read.number("WEBHOOK_INTERVAL", 10, 1),
+        "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": read.flag("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False),
         "RECONCILE_INTERVAL": read.number("RECONCILE_INTERVAL", 300, 30),
         "SCHWAB_CLIENT_ID": read.text("SCHWAB_CLIENT_ID"),
         "SCHWAB_CLIENT_SECRET": read.text("SCHWAB_CLIENT_SECRET"),

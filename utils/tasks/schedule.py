@@ -14,6 +14,7 @@ TASK_MODULES = (
     "utils.tasks.trading",
     "utils.tasks.monitoring",
     "utils.tasks.reconciliation",
+    "utils.tasks.notifications",
 )
 
 # Periodic tasks: (beat entry, task name, setting holding the interval in seconds).
@@ -23,6 +24,7 @@ EVERY_FEW_SECONDS = (
     ("track-orders", "trading.track_orders", "ORDER_POLL_INTERVAL"),
     ("reconcile-brokers", "reconcile.all", "RECONCILE_INTERVAL"),
     ("keep-schwab-logins-alive", "connections.keep_schwab_logins_alive", "SCHWAB_TOKEN_UPKEEP_INTERVAL"),
+    ("deliver-webhooks", "notifications.deliver_webhooks", "WEBHOOK_INTERVAL"),
 )
 
 
