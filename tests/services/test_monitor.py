@@ -211,3 +211,21 @@ def test_a_large_book_fans_out_one_chunk_per_task_to_the_workers(app: Flask) -> 
     assert closed
     runs = monitor.recent_runs()
     assert len(runs) == 3 and len({run.cycle_key for run in runs}) == 1 and sum(r.closes for r in runs) == 3
+
+
+def test_a_trailing_stop_alone_is_held_by_a_broker_that_trails(
+    app: Flask, trader: User, paper: BrokerConnection
+) -> None:
+    app.config["RISK_REQUIRE_STOP_LOSS"] = False
+    offset = (bid(paper) * Decimal("0.05")).quantize(Decimal("0.01"))
+    entry = orders.place_order(trader, ticket(paper, stop_loss_price=None, trailing_stop_offset=offset))
+    execution.send(entry.id)
+    trade = db.session.get_one(Trade, entry.trade_id)
+    held = protection.protective_order(trade)
+    assert trade.protection_mode == ProtectionMode.NATIVE and "Trailing stop" in trade.protection_detail
+    assert held is not None and (held.order_type, held.trail_offset, held.stop_price) == (
+        OrderType.TRAILING_STOP,
+        offset,
+        None,
+    )
+    assert protection.ensure_all() == [] and protection.protective_order(trade) == held, "it fits: left alone"

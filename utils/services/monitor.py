@@ -199,7 +199,8 @@ def _protection_of(trade: Trade) -> stops.Protection:
 
 def _broker_acts_first(trade: Trade, decision: stops.StopDecision, now: datetime) -> bool:
     """A stop held natively by the broker gets one monitor interval to fill before the backstop."""
-    if decision.action != stops.StopAction.STOP_LOSS or trade.protection_mode != ProtectionMode.NATIVE:
+    held_by_broker = (stops.StopAction.STOP_LOSS, stops.StopAction.TRAILING_STOP)
+    if decision.action not in held_by_broker or trade.protection_mode != ProtectionMode.NATIVE:
         return False
     if protection.protective_order(trade) is None:
         return False

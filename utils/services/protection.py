@@ -1,9 +1,11 @@
 """Protective stops at the broker: placed on entry fills, resized as fills arrive, cancelled before an exit.
 
 Where the broker can hold a stop (capabilities ``native_stop`` or ``stop_limit``), the trade's
-stop-loss is placed there, sized to the filled quantity, and the trade is NATIVE. Otherwise the
-stop-loss monitor emulates it (EMULATED). A trade with no stop-loss, take-profit or trailing stop
-is UNPROTECTED and says so. Take-profit and trailing stops are emulated by the monitor.
+stop-loss is placed there, sized to the filled quantity, and the trade is NATIVE; a trailing
+stop alone is held natively where the broker trails (``trailing_stop``). Otherwise the stop-loss
+monitor emulates it (EMULATED). Take-profits are emulated by the monitor (one live exit per trade
+leaves no room for a second resting order). A trade with no stop-loss, take-profit or trailing
+stop is UNPROTECTED and says so.
 """
 
 from __future__ import annotations
@@ -31,13 +33,13 @@ def protect(trade: Trade) -> bool:
     """Make the trade's protection match its open quantity (commits). False if a broker stop was
     wanted but could not be placed: the trade is then EMULATED and the user is told."""
     quantity = trade_book.open_quantity(trade)
-    if trade.stop_loss_price is None:
-        emulated = trade.take_profit_price is not None or trade.trailing_stop_offset is not None
+    if trade.stop_loss_price is None and trade.trailing_stop_offset is None:
+        emulated = trade.take_profit_price is not None
         _set_mode(trade, ProtectionMode.EMULATED if emulated else ProtectionMode.NONE, "" if emulated else UNPROTECTED)
         return True
     broker = connections.broker_for(orders.connection_of(trade))
-    if not _can_hold_stop(broker.capabilities) or quantity <= 0:
-        _set_mode(trade, ProtectionMode.EMULATED, "Stop-loss watched by the monitor.")
+    if broker_stop_type(trade, broker.capabilities) is None or quantity <= 0:
+        _set_mode(trade, ProtectionMode.EMULATED, "Stop watched by the monitor.")
         return True
     current = protective_order(trade)
     if _covers(current, trade) or trade.status == TradeStatus.CLOSING:
@@ -59,7 +61,8 @@ def ensure_all(connection_ids: list[int] | None = None) -> list[int]:
     Returns the ids of trades whose stop could not be re-placed: the caller closes them.
     """
     statement = db.select(Trade).where(
-        Trade.status.in_([TradeStatus.OPEN, TradeStatus.PARTIALLY_FILLED]), Trade.stop_loss_price.is_not(None)
+        Trade.status.in_([TradeStatus.OPEN, TradeStatus.PARTIALLY_FILLED]),
+        db.or_(Trade.stop_loss_price.is_not(None), Trade.trailing_stop_offset.is_not(None)),
     )
     if connection_ids is not None:
         statement = statement.where(Trade.connection_id.in_(connection_ids))
@@ -86,10 +89,27 @@ def _stop_fits(trade: Trade) -> bool:
 
 
 def _covers(stop: Order | None, trade: Trade) -> bool:
-    """The live broker stop matches the trade: its whole open quantity, at its stop price."""
-    if stop is None:
+    """The live broker stop matches the trade: its whole open quantity, at its stop or trail."""
+    if stop is None or stop.quantity != trade_book.open_quantity(trade):
         return False
-    return stop.quantity == trade_book.open_quantity(trade) and stop.stop_price == trade.stop_loss_price
+    if stop.order_type == OrderType.TRAILING_STOP:
+        return trade.stop_loss_price is None and stop.trail_offset == trade.trailing_stop_offset
+    return stop.stop_price == trade.stop_loss_price
+
+
+def broker_stop_type(trade: Trade, capabilities: Capabilities) -> OrderType | None:
+    """The order type the broker holds the trade's stop as, or None when the monitor must.
+
+    A fixed stop-loss: STOP, else STOP_LIMIT. A trailing stop alone: TRAILING_STOP where the broker
+    trails natively. With both, the fixed stop goes to the broker and the monitor trails.
+    """
+    if trade.stop_loss_price is not None:
+        if capabilities.native_stop:
+            return OrderType.STOP
+        return OrderType.STOP_LIMIT if capabilities.stop_limit else None
+    if trade.trailing_stop_offset is not None and capabilities.trailing_stop:
+        return OrderType.TRAILING_STOP
+    return None
 
 
 def protective_order(trade: Trade) -> Order | None:
@@ -126,17 +146,21 @@ def cancel_protection(trade: Trade, broker: Broker) -> bool:
 
 
 def _place_stop(trade: Trade, broker: Broker, quantity: Decimal) -> bool:
-    stop_price = trade.stop_loss_price
-    assert stop_price is not None  # noqa: S101 - checked by protect()
+    order_type = broker_stop_type(trade, broker.capabilities)
+    assert order_type is not None  # noqa: S101 - checked by protect()
     orders.check_exit(trade, OrderPurpose.STOP_LOSS, quantity)
     order = orders.new_exit_order(trade, OrderPurpose.STOP_LOSS, quantity)
-    order.time_in_force, order.stop_price = TimeInForce.GTC, stop_price
-    if broker.capabilities.native_stop:
-        order.order_type = OrderType.STOP
+    order.time_in_force, order.order_type = TimeInForce.GTC, order_type
+    if order_type == OrderType.TRAILING_STOP:
+        order.trail_offset = trade.trailing_stop_offset
+        held = f"Trailing stop {trade.trailing_stop_offset} behind the best price, held by the broker."
     else:
-        order.order_type = OrderType.STOP_LIMIT
-        order.limit_price = _stop_limit(trade, stop_price)
-    audit.record("protection.place", subject=trade, details={"stop": str(stop_price), "quantity": str(quantity)})
+        order.stop_price = trade.stop_loss_price
+        held = f"Stop at {trade.stop_loss_price} held by the broker."
+    if order_type == OrderType.STOP_LIMIT and trade.stop_loss_price is not None:
+        order.limit_price = _stop_limit(trade, trade.stop_loss_price)
+    details = {"type": order_type.value, "stop": str(order.stop_price), "trail": str(order.trail_offset)}
+    audit.record("protection.place", subject=trade, details=details | {"quantity": str(quantity)})
     try:
         db.session.commit()
     except IntegrityError:
@@ -144,7 +168,7 @@ def _place_stop(trade: Trade, broker: Broker, quantity: Decimal) -> bool:
         return True
     sent = orders.submit(order.id)
     if sent is not None and sent.status in (OrderStatus.WORKING, OrderStatus.SUBMITTED, OrderStatus.FILLED):
-        _set_mode(trade, ProtectionMode.NATIVE, f"Stop at {stop_price} held by the broker.")
+        _set_mode(trade, ProtectionMode.NATIVE, held)
         return True
     detail = sent.status_detail if sent is not None else "not sent"
     _set_mode(trade, ProtectionMode.EMULATED, f"Broker stop not accepted ({detail}); the monitor watches it.")
@@ -159,10 +183,6 @@ def _stop_limit(trade: Trade, stop: Decimal) -> Decimal:
     long = trade_book.is_long(trade)
     factor = (1 - STOP_LIMIT_ALLOWANCE) if long else (1 + STOP_LIMIT_ALLOWANCE)
     return (stop * factor).quantize(Decimal("0.01"))
-
-
-def _can_hold_stop(capabilities: Capabilities) -> bool:
-    return capabilities.native_stop or capabilities.stop_limit
 
 
 def _set_mode(trade: Trade, mode: ProtectionMode, detail: str) -> None:
