@@ -9,6 +9,7 @@ from typing import Any
 
 from models import Notification
 from utils.extensions import db
+from utils.money import utcnow
 from utils.observability import get_logger
 
 log = get_logger(__name__)
@@ -41,3 +42,22 @@ def recent(user_id: int, limit: int = 50) -> list[Notification]:
         .limit(limit)
     )
     return list(db.session.scalars(statement))
+
+
+def unread_count(user_id: int) -> int:
+    """How many of the user's notifications are not read yet."""
+    statement = db.select(db.func.count(Notification.id)).where(
+        Notification.user_id == user_id, Notification.read_at.is_(None)
+    )
+    return db.session.scalar(statement) or 0
+
+
+def mark_all_read(user_id: int) -> int:
+    """Mark every unread notification of the user read (commit); how many were marked."""
+    unread = db.session.scalars(
+        db.select(Notification).where(Notification.user_id == user_id, Notification.read_at.is_(None))
+    ).all()
+    for row in unread:
+        row.read_at = utcnow()
+    db.session.commit()
+    return len(unread)

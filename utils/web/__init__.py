@@ -11,6 +11,7 @@ from flask_login import current_user
 from models import User
 from utils.extensions import login_manager
 from utils.services import connections as broker_connections
+from utils.services import notifications as notification_service
 from utils.services import users
 
 ViewFunc = TypeVar("ViewFunc", bound=Callable[..., Any])
@@ -24,7 +25,7 @@ def public(view: ViewFunc) -> ViewFunc:
 
 def init_web(app: Flask) -> None:
     """Register the login machinery, the global login guard, error handlers and blueprints."""
-    from utils.web import admin, auth, connections, dashboard, errors, health
+    from utils.web import admin, auth, connections, dashboard, errors, health, notifications
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to continue."
@@ -33,7 +34,7 @@ def init_web(app: Flask) -> None:
     app.before_request(_require_login)
     app.context_processor(_template_globals)
     errors.init_error_handlers(app)
-    for blueprint in (health.bp, auth.bp, dashboard.bp, connections.bp, admin.bp):
+    for blueprint in (health.bp, auth.bp, dashboard.bp, connections.bp, notifications.bp, admin.bp):
         app.register_blueprint(blueprint)
 
 
@@ -52,7 +53,16 @@ def _require_login() -> Any:
 
 
 def _template_globals() -> dict[str, Any]:
-    return {"arbion_env": current_app.config["ARBION_ENV"], "connection_alerts": _connection_alerts}
+    return {
+        "arbion_env": current_app.config["ARBION_ENV"],
+        "connection_alerts": _connection_alerts,
+        "unread_notifications": _unread_notifications,
+    }
+
+
+def _unread_notifications() -> int:
+    """The badge in the navigation (logged-in pages only)."""
+    return notification_service.unread_count(current_user.id) if current_user.is_authenticated else 0
 
 
 def _connection_alerts() -> list[str]:
