@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import redis
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -32,3 +33,12 @@ migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+_redis_clients: dict[str, redis.Redis] = {}
+
+
+def redis_client(url: str) -> redis.Redis:
+    """One Redis client (with its connection pool) per URL and process, short timeouts."""
+    if url not in _redis_clients:
+        _redis_clients[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    return _redis_clients[url]

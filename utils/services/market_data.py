@@ -20,11 +20,11 @@ from flask import current_app
 
 from utils.brokers.base import Quote
 from utils.enums import Provider
+from utils.extensions import redis_client
 
 Fetch = Callable[[list[str]], dict[str, Quote]]
 _local: dict[str, tuple[float, Quote]] = {}
 _local_lock = threading.Lock()
-_clients: dict[str, redis.Redis] = {}
 
 
 def quotes(provider: Provider, symbols: list[str], fetch: Fetch) -> tuple[dict[str, Quote], list[str]]:
@@ -71,11 +71,7 @@ def _write(provider: Provider, fresh: dict[str, Quote], ttl: int) -> None:
 
 def _redis() -> redis.Redis | None:
     url = current_app.config.get("REDIS_URL") or ""
-    if not url:
-        return None
-    if url not in _clients:
-        _clients[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-    return _clients[url]
+    return redis_client(url) if url else None
 
 
 def _encoded(quote: Quote) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -28,16 +29,18 @@ from utils.brokers.schwab import (
 )
 from utils.enums import ConnectionStatus, Provider
 from utils.exceptions import ArbionError, AuthenticationError, TokenExpiredError
-from utils.extensions import db
+from utils.extensions import db, redis_client
 from utils.money import utcnow
 from utils.observability import get_logger
 from utils.services import audit, broker_apps, notifications
 from utils.services.schwab_tokens import ConnectionTokenStore, write_tokens
+from utils.services.throttles import SharedWriteThrottle
 
 log = get_logger(__name__)
 RECONNECT_DETAIL = "The Schwab login has expired. Connect again to keep trading and protecting positions."
-# Schwab's order-write limit is per app: every connection of this process shares one window.
+# Schwab's order-write limit is per app: every connection shares one window (in Redis when set).
 _throttles: dict[int, WriteThrottle] = {}
+SCHWAB_WRITES_KEY = "arbion:throttle:schwab-order-writes"
 
 
 @dataclass(frozen=True)
@@ -140,8 +143,16 @@ def client(store: TokenStore) -> SchwabClient:
         client_secret=app.client_secret,
         redirect_uri=app.redirect_uri,
         base_url=app.base_url,
-        write_throttle=_throttles.setdefault(per_minute, WriteThrottle(per_minute)),
+        write_throttle=write_throttle(per_minute),
     )
+
+
+def write_throttle(per_minute: int) -> Callable[[], None]:
+    """Shared by every process through Redis when it is configured, else by this process's clients."""
+    url = current_app.config.get("REDIS_URL") or ""
+    if url:
+        return SharedWriteThrottle(redis_client(url), SCHWAB_WRITES_KEY, per_minute)
+    return _throttles.setdefault(per_minute, WriteThrottle(per_minute))
 
 
 def _store_account(
