@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
 import redis
@@ -11,11 +12,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
+from models import BrokerConnection, User
 from tests.support import (
     TEST_DATABASE_URL,
     TEST_REDIS_URL,
     IsolatedClient,
     base_environ,
+    make_user,
     reset_schema,
     truncate_all,
 )
@@ -64,3 +67,17 @@ def app(environ: dict[str, str]) -> Iterator[Flask]:
 def client(app: Flask) -> FlaskClient:
     """A browser-like test client."""
     return app.test_client()
+
+
+@pytest.fixture()
+def trader(app: Flask) -> User:
+    """A trader (trader@example.com, the default password)."""
+    return make_user()
+
+
+@pytest.fixture()
+def paper(trader: User) -> BrokerConnection:
+    """The trader's paper account with $1,000,000."""
+    from utils.services import connections
+
+    return connections.create_paper_connection(trader, "Sandbox", Decimal("1000000"))

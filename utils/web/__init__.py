@@ -9,10 +9,11 @@ from flask import Flask, current_app, request
 from flask_login import current_user
 
 from models import User
+from utils.enums import TradingState
 from utils.extensions import login_manager
 from utils.services import connections as broker_connections
 from utils.services import notifications as notification_service
-from utils.services import users
+from utils.services import trading_state, users
 
 ViewFunc = TypeVar("ViewFunc", bound=Callable[..., Any])
 
@@ -57,7 +58,16 @@ def _template_globals() -> dict[str, Any]:
         "arbion_env": current_app.config["ARBION_ENV"],
         "connection_alerts": _connection_alerts,
         "unread_notifications": _unread_notifications,
+        "platform_trading": _platform_trading,
     }
+
+
+def _platform_trading() -> trading_state.TradingStatus | None:
+    """The kill switch when it restricts trading (on every signed-in page), else None."""
+    if not current_user.is_authenticated:
+        return None
+    status = trading_state.global_trading_state()
+    return None if status.state == TradingState.ACTIVE else status
 
 
 def _unread_notifications() -> int:

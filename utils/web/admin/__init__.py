@@ -6,7 +6,7 @@ from flask import Blueprint, abort, redirect, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from utils.web.admin import brokers, system, users
+from utils.web.admin import brokers, system, trading, users
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -27,3 +27,4 @@ def index() -> ResponseReturnValue:
 bp.register_blueprint(users.bp)
 bp.register_blueprint(system.bp)
 bp.register_blueprint(brokers.bp)
+bp.register_blueprint(trading.bp)

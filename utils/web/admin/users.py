@@ -12,7 +12,8 @@ from wtforms.validators import DataRequired, Length, Optional
 
 from utils.enums import Role
 from utils.exceptions import ConflictError, InvalidInputError
-from utils.services import users
+from utils.services import trading_state, users
+from utils.web.admin.trading import TradingStateForm
 from utils.web.feedback import attempt
 
 bp = Blueprint("users", __name__, url_prefix="/users")
@@ -70,8 +71,14 @@ def create() -> ResponseReturnValue:
 def detail(user_id: int) -> ResponseReturnValue:
     """One user with the actions an admin can take."""
     user = users.get_user(user_id)
+    status = trading_state.user_trading_state(user)
     return render_template(
-        "admin/user_detail.html", user=user, role_form=RoleForm(role=user.role.value), confirm_form=ConfirmForm()
+        "admin/user_detail.html",
+        user=user,
+        role_form=RoleForm(role=user.role.value),
+        confirm_form=ConfirmForm(),
+        trading_status=status,
+        trading_form=TradingStateForm(state=status.state.value, reason=status.reason),
     )
 
 

@@ -1,0 +1,61 @@
+"""The kill switch and per-user trading state from the admin panel, shown on every page."""
+
+from __future__ import annotations
+
+import pytest
+from flask.testing import FlaskClient
+
+from models import AuditLog, BrokerConnection, User
+from tests.support import login, make_user, post_form
+from tests.trading_support import ticket
+from utils.enums import Role, TradingState
+from utils.exceptions import RiskLimitExceededError
+from utils.extensions import db
+from utils.services import execution, orders, positions, trading_state
+
+
+@pytest.fixture()
+def superadmin(client: FlaskClient, trader: User) -> User:
+    admin = make_user("root@example.com", Role.SUPERADMIN)
+    login(client, "root@example.com")
+    return admin
+
+
+def test_halting_needs_confirmation_and_a_reason_then_shows_everywhere(
+    client: FlaskClient, superadmin: User, trader: User
+) -> None:
+    post_form(client, "/admin/trading/", "/admin/trading/", {"state": "halted", "reason": "exchange outage"})
+    assert trading_state.global_trading_state().state == TradingState.ACTIVE, "no confirmation, no change"
+    post_form(client, "/admin/trading/", "/admin/trading/", {"state": "halted", "confirm": "y"})
+    assert trading_state.global_trading_state().state == TradingState.ACTIVE, "no reason, no halt"
+    post_form(
+        client, "/admin/trading/", "/admin/trading/", {"state": "halted", "reason": "exchange outage", "confirm": "y"}
+    )
+    assert trading_state.global_trading_state().state == TradingState.HALTED
+    page = client.get("/connections/").get_data(as_text=True)
+    assert "kill-banner" in page and "Trading is HALTED platform-wide: exchange outage" in page
+    assert db.session.scalar(db.select(AuditLog).where(AuditLog.action == "risk.global_trading_state")) is not None
+    post_form(client, "/admin/trading/", "/admin/trading/", {"state": "active", "confirm": "y"})
+    assert "kill-banner" not in client.get("/").get_data(as_text=True)
+
+
+def test_a_halted_trader_cannot_enter_but_can_still_exit(
+    client: FlaskClient, superadmin: User, trader: User, paper: BrokerConnection
+) -> None:
+    entry = orders.place_order(trader, ticket(paper))
+    execution.send(entry.id)
+    form = {"state": "halted", "reason": "margin review", "confirm": "y"}
+    post_form(client, f"/admin/users/{trader.id}", f"/admin/trading/users/{trader.id}", form)
+    assert trading_state.user_trading_state(trader).state == TradingState.HALTED
+    assert "HALTED: margin review" in client.get(f"/admin/users/{trader.id}").get_data(as_text=True)
+    with pytest.raises(RiskLimitExceededError):
+        orders.place_order(trader, ticket(paper))
+    exit_order = positions.close_position(trader, entry.trade_id)
+    assert exit_order.trade_id == entry.trade_id, "exits are never blocked by the halt"
+
+
+def test_traders_cannot_reach_the_kill_switch(client: FlaskClient, trader: User) -> None:
+    login(client, "trader@example.com")
+    assert client.get("/admin/trading/").status_code == 403
+    assert client.post("/admin/trading/", data={"state": "halted"}).status_code in (400, 403)
+    assert trading_state.global_trading_state().state == TradingState.ACTIVE

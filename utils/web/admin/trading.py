@@ -1,0 +1,70 @@
+"""Admin: the platform-wide kill switch and each user's trading state."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length, Optional
+
+from utils.enums import TradingState
+from utils.services import trading_state, users
+from utils.web.feedback import attempt
+
+bp = Blueprint("trading", __name__, url_prefix="/trading")
+STATES = [
+    SelectChoice(TradingState.ACTIVE.value, "Active: trading allowed"),
+    SelectChoice(TradingState.REDUCING.value, "Reducing: exits only"),
+    SelectChoice(TradingState.HALTED.value, "Halted: no new orders (protective exits still run)"),
+]
+
+
+class TradingStateForm(FlaskForm):
+    """A state, why, and a confirmation box (it affects real orders)."""
+
+    state = SelectField("Trading state", choices=STATES)
+    reason = StringField("Reason (required to restrict)", validators=[Optional(), Length(max=300)])
+    confirm = BooleanField("I understand this changes what can be traded", validators=[DataRequired()])
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    """The global state and the form to change it."""
+    status = trading_state.global_trading_state()
+    form = TradingStateForm(state=status.state.value, reason=status.reason)
+    return render_template("admin/trading.html", status=status, form=form)
+
+
+@bp.post("/")
+def set_global() -> ResponseReturnValue:
+    """Flip the kill switch (confirmation and, to restrict, a reason required; audited)."""
+    form = TradingStateForm()
+    if form.validate_on_submit():
+        state = TradingState(form.state.data)
+        attempt(
+            lambda: trading_state.set_global_trading_state(current_user, state, form.reason.data or "", source="admin"),
+            f"Trading is now {state.value.upper()} platform-wide.",
+        )
+    else:
+        flash("Tick the confirmation box and give a reason to change the platform's trading state.", "error")
+    return redirect(url_for("admin.trading.index"))
+
+
+@bp.post("/users/<int:user_id>")
+def set_user(user_id: int) -> ResponseReturnValue:
+    """Set one user's trading state (confirmation and, to restrict, a reason required; audited)."""
+    form = TradingStateForm()
+    if form.validate_on_submit():
+        user = attempt(lambda: users.get_user(user_id))
+        if user is not None:
+            state = TradingState(form.state.data)
+            attempt(
+                lambda: trading_state.set_user_trading_state(current_user, user, state, form.reason.data or ""),
+                f"{user.email} is now {state.value.upper()}.",
+            )
+    else:
+        flash("Tick the confirmation box and give a reason to change this user's trading state.", "error")
+    return redirect(url_for("admin.users.detail", user_id=user_id))
