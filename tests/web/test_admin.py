@@ -12,7 +12,7 @@ from models import AuditLog, User
 from tests.support import DEFAULT_PASSWORD, csrf_token, login, make_user, post_form
 from utils.enums import Role
 from utils.extensions import db
-from utils.services import monitor
+from utils.services import audit, monitor
 
 
 @pytest.fixture()
@@ -183,3 +183,19 @@ def test_system_page_shows_the_last_monitor_runs(client: FlaskClient, superadmin
     result = monitor.run_cycle()
     page = client.get("/admin/system/").get_data(as_text=True)
     assert result.cycle_key[:8] in page and "No monitor run yet" not in page
+
+
+def test_the_audit_log_filters_and_exports_csv(client: FlaskClient, superadmin: User) -> None:
+    other = make_user("someone@example.com")
+    audit.record("risk.limits_changed", actor=superadmin, subject=other, details={"to": {"x": "=1+1"}})
+    audit.record("connection.create", actor=other, subject=other)
+    db.session.commit()
+    page = client.get("/admin/system/audit?action=risk.&actor=root").get_data(as_text=True)
+    assert "risk.limits_changed" in page and "connection.create" not in page
+    page = client.get(f"/admin/system/audit?subject=User+{other.id}&action=connection").get_data(as_text=True)
+    assert "connection.create" in page and "risk.limits_changed" not in page
+    assert "No entries match" in client.get("/admin/system/audit?since=2999-01-01").get_data(as_text=True)
+    exported = client.get("/admin/system/audit?format=csv&action=risk.")
+    assert exported.mimetype == "text/csv" and "attachment" in exported.headers["Content-Disposition"]
+    lines = exported.get_data(as_text=True).splitlines()
+    assert lines[0].startswith("created_at,actor,action") and len(lines) == 2 and "risk.limits_changed" in lines[1]

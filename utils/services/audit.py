@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, cast
 
 from flask import current_app, has_request_context, request
@@ -44,6 +45,39 @@ def purge_expired() -> int:
     return result.rowcount
 
 
-def recent(limit: int = 200) -> list[AuditLog]:
-    """The newest audit entries first."""
-    return list(db.session.scalars(db.select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)))
+@dataclass(frozen=True)
+class AuditFilter:
+    """What the audit viewer narrows by; empty fields do not filter."""
+
+    actor: str = ""
+    action: str = ""
+    subject: str = ""
+    since: date | None = None
+    until: date | None = None
+
+
+def recent(limit: int = 200, where: AuditFilter | None = None) -> list[AuditLog]:
+    """The newest matching audit entries first (actor e-mail and action by prefix, subject "Type" or
+    "Type 12", dates inclusive in UTC)."""
+    statement = db.select(AuditLog)
+    for condition in _conditions(where or AuditFilter()):
+        statement = statement.where(condition)
+    return list(db.session.scalars(statement.order_by(AuditLog.id.desc()).limit(limit)))
+
+
+def _conditions(where: AuditFilter) -> list[Any]:
+    conditions: list[Any] = []
+    if where.actor:
+        conditions.append(AuditLog.actor_email.startswith(where.actor.strip().lower(), autoescape=True))
+    if where.action:
+        conditions.append(AuditLog.action.startswith(where.action.strip(), autoescape=True))
+    if where.subject:
+        kind, _, ident = where.subject.strip().partition(" ")
+        conditions.append(AuditLog.subject_type == kind)
+        if ident:
+            conditions.append(AuditLog.subject_id == ident.strip())
+    if where.since:
+        conditions.append(AuditLog.created_at >= datetime.combine(where.since, time.min, tzinfo=UTC))
+    if where.until:
+        conditions.append(AuditLog.created_at < datetime.combine(where.until + timedelta(days=1), time.min, tzinfo=UTC))
+    return conditions
