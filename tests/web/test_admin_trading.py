@@ -11,7 +11,7 @@ from tests.trading_support import ticket
 from utils.enums import Role, TradingState
 from utils.exceptions import RiskLimitExceededError
 from utils.extensions import db
-from utils.services import execution, orders, positions, trading_state
+from utils.services import execution, orders, positions, risk, trading_state
 
 
 @pytest.fixture()
@@ -59,3 +59,20 @@ def test_traders_cannot_reach_the_kill_switch(client: FlaskClient, trader: User)
     assert client.get("/admin/trading/").status_code == 403
     assert client.post("/admin/trading/", data={"state": "halted"}).status_code in (400, 403)
     assert trading_state.global_trading_state().state == TradingState.ACTIVE
+
+
+def test_an_admin_sets_a_users_limits_and_a_bad_value_changes_nothing(
+    client: FlaskClient, superadmin: User, trader: User, paper: BrokerConnection
+) -> None:
+    page = f"/admin/users/{trader.id}"
+    assert "max order notional" in client.get(page).get_data(as_text=True)
+    post_form(client, page, f"/admin/trading/users/{trader.id}/limits", {"max_order_notional": "1"})
+    assert "Risk limits of trader@example.com saved" in client.get(page).get_data(as_text=True)
+    with pytest.raises(RiskLimitExceededError, match="limit per order"):
+        orders.place_order(trader, ticket(paper))
+    post_form(
+        client, page, f"/admin/trading/users/{trader.id}/limits", {"max_order_notional": "5", "max_open_positions": "x"}
+    )
+    assert "must be a number" in client.get(page).get_data(as_text=True)
+    db.session.expire_all()
+    assert risk.limits_for(trader).max_order_notional == 1, "one bad field: nothing saved"

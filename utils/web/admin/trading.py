@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -10,8 +10,9 @@ from wtforms import BooleanField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 
+from models import User
 from utils.enums import TradingState
-from utils.services import trading_state, users
+from utils.services import risk, risk_limits, trading_state, users
 from utils.web.feedback import attempt
 
 bp = Blueprint("trading", __name__, url_prefix="/trading")
@@ -68,3 +69,32 @@ def set_user(user_id: int) -> ResponseReturnValue:
     else:
         flash("Tick the confirmation box and give a reason to change this user's trading state.", "error")
     return redirect(url_for("admin.users.detail", user_id=user_id))
+
+
+@bp.post("/users/<int:user_id>/limits")
+def set_limits(user_id: int) -> ResponseReturnValue:
+    """Save a user's risk limits (empty = the platform default); all or nothing, audited."""
+    form = ActionForm()
+    if form.validate_on_submit():
+        user = attempt(lambda: users.get_user(user_id))
+        if user is not None:
+            changes = {name: request.form.get(name, "") for name in risk_limits.EDITABLE}
+            attempt(lambda: risk_limits.set_limits(current_user, user, changes), f"Risk limits of {user.email} saved.")
+    return redirect(url_for("admin.users.detail", user_id=user_id))
+
+
+def limit_rows(user: User) -> list[tuple[str, str, str]]:
+    """(field, stored value or "", effective value) for the admin's limits form."""
+    row = trading_state.settings_row(user)
+    effective = risk.limits_for(user)
+    rows = []
+    for name in risk_limits.EDITABLE:
+        stored = getattr(row, name) if row is not None else None
+        shown = "" if stored in (None, "") else str(stored)
+        value = getattr(effective, name)
+        rows.append((name, shown, ", ".join(sorted(value)) if isinstance(value, frozenset) else str(value)))
+    return rows
+
+
+class ActionForm(FlaskForm):
+    """A bare form: its CSRF token proves the action came from our page."""

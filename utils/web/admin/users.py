@@ -13,7 +13,7 @@ from wtforms.validators import DataRequired, Length, Optional
 from utils.enums import Role
 from utils.exceptions import ConflictError, InvalidInputError
 from utils.services import trading_state, users
-from utils.web.admin.trading import TradingStateForm
+from utils.web.admin.trading import ActionForm, TradingStateForm, limit_rows
 from utils.web.feedback import attempt
 
 bp = Blueprint("users", __name__, url_prefix="/users")
@@ -79,6 +79,8 @@ def detail(user_id: int) -> ResponseReturnValue:
         confirm_form=ConfirmForm(),
         trading_status=status,
         trading_form=TradingStateForm(state=status.state.value, reason=status.reason),
+        limits=limit_rows(user),
+        limits_form=ActionForm(),
     )
 
 
