@@ -12,7 +12,7 @@ from utils.celery_app import celery_init_app
 from utils.cli import init_cli
 from utils.config import load_config
 from utils.encryption import build_encryptor
-from utils.extensions import csrf, db, limiter, login_manager, migrate
+from utils.extensions import csrf, db, init_security_headers, limiter, login_manager, migrate
 from utils.observability import configure_logging, init_request_ids
 from utils.web import init_web
 
@@ -31,6 +31,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     login_manager.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
+    init_security_headers(app)
     init_request_ids(app)
     celery_init_app(app)
     init_web(app)
