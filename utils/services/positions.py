@@ -11,11 +11,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from models import Order, Trade, User
-from utils.enums import OrderPurpose, OrderStatus, ProtectionMode, TradeStatus
+from models import BrokerConnection, Order, Trade, User
+from utils.brokers.base import Quote
+from utils.enums import OrderPurpose, OrderStatus, ProtectionMode, Provider, TradeStatus
 from utils.exceptions import ArbionError, ConflictError, InvalidInputError, NotFoundError
 from utils.extensions import db
-from utils.services import audit, connections, order_tracking, orders, protection, trade_book
+from utils.services import audit, connections, market_data, order_tracking, orders, protection, trade_book
 
 OPEN_STATUSES = (TradeStatus.OPEN, TradeStatus.PARTIALLY_FILLED, TradeStatus.CLOSING)
 
@@ -50,6 +51,47 @@ def open_positions(user: User, connection_id: int | None = None) -> list[Positio
         if trade_book.open_quantity(trade) > 0:
             grouped[(trade.connection_id, trade.symbol)].append(trade)
     return [_position(key, trades) for key, trades in sorted(grouped.items())]
+
+
+@dataclass(frozen=True)
+class Mark:
+    """The latest price of a position's symbol and what its trades would make at it."""
+
+    price: Decimal | None
+    unrealized_pnl: dict[int, Decimal]
+
+
+def marks(held: list[Position]) -> dict[tuple[int, str], Mark]:
+    """Unrealized P&L per trade at the latest (shared, briefly cached) quote: the bid for a long,
+    the ask for a short. A position whose quote cannot be had gets no price, never a made-up one."""
+    by_connection: dict[int, list[Position]] = defaultdict(list)
+    for position in held:
+        by_connection[position.connection_id].append(position)
+    found: dict[tuple[int, str], Mark] = {}
+    for connection_id, group in by_connection.items():
+        quotes = _quotes_for(connection_id, sorted({p.symbol for p in group}))
+        for position in group:
+            found[(connection_id, position.symbol)] = _mark(position, quotes.get(position.symbol))
+    return found
+
+
+def _quotes_for(connection_id: int, symbols: list[str]) -> dict[str, Quote]:
+    connection = db.session.get_one(BrokerConnection, connection_id)
+    try:
+        broker = connections.broker_for(connection)
+        return market_data.quotes(Provider(connection.provider), symbols, broker.quotes)[0]
+    except ArbionError:
+        return {}
+
+
+def _mark(position: Position, quote: Quote | None) -> Mark:
+    if quote is None:
+        return Mark(None, {})
+    pnl = {}
+    for trade in position.trades:
+        price = quote.bid if trade_book.is_long(trade) else quote.ask
+        pnl[trade.id] = trade_book.unrealized_pnl(trade, price)
+    return Mark(quote.bid if position.quantity > 0 else quote.ask, pnl)
 
 
 def close_position(user: User, trade_id: int) -> Order:

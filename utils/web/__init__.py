@@ -26,7 +26,7 @@ def public(view: ViewFunc) -> ViewFunc:
 
 def init_web(app: Flask) -> None:
     """Register the login machinery, the global login guard, error handlers and blueprints."""
-    from utils.web import admin, auth, connections, dashboard, errors, health, notifications
+    from utils.web import admin, auth, connections, dashboard, errors, health, notifications, positions
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to continue."
@@ -35,7 +35,7 @@ def init_web(app: Flask) -> None:
     app.before_request(_require_login)
     app.context_processor(_template_globals)
     errors.init_error_handlers(app)
-    for blueprint in (health.bp, auth.bp, dashboard.bp, connections.bp, notifications.bp, admin.bp):
+    for blueprint in (health.bp, auth.bp, dashboard.bp, connections.bp, positions.bp, notifications.bp, admin.bp):
         app.register_blueprint(blueprint)
 
 

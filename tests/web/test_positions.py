@@ -1,0 +1,69 @@
+"""The positions page: protection shown honestly, P&L from the latest quote, close and move-stop."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from flask.testing import FlaskClient
+
+from models import BrokerConnection, Order, Trade, User
+from tests.support import login, make_user, post_form
+from tests.trading_support import ticket
+from utils.enums import OrderPurpose, OrderStatus, ProtectionMode
+from utils.extensions import db
+from utils.services import execution, orders, protection, trade_book
+
+
+def protected_trade(trader: User, paper: BrokerConnection) -> Trade:
+    entry = orders.place_order(trader, ticket(paper))
+    execution.send(entry.id)
+    return db.session.get_one(Trade, entry.trade_id)
+
+
+def test_positions_show_protection_and_unrealized_pnl(
+    client: FlaskClient, trader: User, paper: BrokerConnection
+) -> None:
+    trade = protected_trade(trader, paper)
+    unprotected = protected_trade(trader, paper)
+    unprotected.protection_mode, unprotected.protection_detail = ProtectionMode.NONE, ""
+    db.session.commit()
+    login(client, "trader@example.com")
+    page = client.get("/positions/").get_data(as_text=True)
+    assert '<td class="protection-native">native' in page and '<td class="protection-none">UNPROTECTED' in page
+    assert str(trade.stop_loss_price) in page
+    assert len(re.findall(r'<span class="(?:ok|bad)">-?\d+\.\d{2}</span>', page)) == 2, "both priced from the feed"
+
+
+def test_closing_from_the_page_stores_one_exit(client: FlaskClient, trader: User, paper: BrokerConnection) -> None:
+    trade = protected_trade(trader, paper)
+    login(client, "trader@example.com")
+    post_form(client, "/positions/", f"/positions/{trade.id}/close")
+    exits = db.session.scalars(db.select(Order).where(Order.purpose == OrderPurpose.EXIT)).all()
+    assert len(exits) == 1 and exits[0].trade_id == trade.id
+    stop = db.session.scalars(db.select(Order).where(Order.purpose == OrderPurpose.STOP_LOSS)).one()
+    assert stop.status == OrderStatus.CANCELLED, "the broker stop is cancelled before the exit"
+    post_form(client, "/positions/", f"/positions/{trade.id}/close")
+    assert "already being closed" in client.get("/positions/").get_data(as_text=True)
+
+
+def test_moving_the_stop_from_the_page(client: FlaskClient, trader: User, paper: BrokerConnection) -> None:
+    trade = protected_trade(trader, paper)
+    login(client, "trader@example.com")
+    assert trade.average_fill_price is not None
+    tighter = (trade.average_fill_price * Decimal("0.97")).quantize(Decimal("0.01"))
+    post_form(client, "/positions/", f"/positions/{trade.id}/stop", {"stop_price": str(tighter)})
+    db.session.expire_all()
+    moved = protection.protective_order(db.session.get_one(Trade, trade.id))
+    assert moved is not None and moved.stop_price == tighter
+    post_form(client, "/positions/", f"/positions/{trade.id}/stop", {"stop_price": str(tighter * 2)})
+    assert "below the entry" in client.get("/positions/").get_data(as_text=True)
+
+
+def test_another_users_trade_cannot_be_closed(client: FlaskClient, trader: User, paper: BrokerConnection) -> None:
+    trade = protected_trade(trader, paper)
+    make_user("other@example.com")
+    login(client, "other@example.com")
+    post_form(client, "/positions/", f"/positions/{trade.id}/close")
+    assert "No such trade" in client.get("/positions/").get_data(as_text=True)
+    assert trade_book.live_exit(trade) is not None and trade_book.live_exit(trade).purpose == OrderPurpose.STOP_LOSS
