@@ -199,3 +199,10 @@ def test_the_audit_log_filters_and_exports_csv(client: FlaskClient, superadmin: 
     assert exported.mimetype == "text/csv" and "attachment" in exported.headers["Content-Disposition"]
     lines = exported.get_data(as_text=True).splitlines()
     assert lines[0].startswith("created_at,actor,action") and len(lines) == 2 and "risk.limits_changed" in lines[1]
+
+
+def test_every_admin_page_has_a_plain_text_title(client: FlaskClient, superadmin: User) -> None:
+    for path in ("/admin/system/", f"/admin/users/{superadmin.id}", "/admin/trading/", "/admin/brokers/"):
+        page = client.get(path).get_data(as_text=True)
+        title = page.split("<title>", 1)[1].split("</title>", 1)[0]
+        assert "<" not in title, f"markup leaked into the title of {path}"
