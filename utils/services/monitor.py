@@ -21,9 +21,9 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy.orm import selectinload
 
-from models import BrokerConnection, MonitorRun, Order, Trade
+from models import BrokerConnection, MonitorRun, Trade
 from utils.brokers.base import Quote
-from utils.enums import ConnectionStatus, OrderPurpose, OrderStatus, ProtectionMode, Provider, TradeStatus
+from utils.enums import ConnectionStatus, ProtectionMode, Provider, TradeStatus
 from utils.exceptions import ArbionError
 from utils.extensions import db
 from utils.money import utcnow
@@ -257,12 +257,3 @@ def _record(result: CycleResult, started: datetime) -> None:
         )
     )
     db.session.commit()
-
-
-def pending_exits(older_than: timedelta) -> list[int]:
-    """Exit intents still PENDING_SUBMIT after ``older_than`` (their sender died): send them again."""
-    cutoff = utcnow() - older_than
-    statement = db.select(Order.id).where(
-        Order.status == OrderStatus.PENDING_SUBMIT, Order.purpose == OrderPurpose.EXIT, Order.created_at < cutoff
-    )
-    return list(db.session.scalars(statement.order_by(Order.id)))

@@ -120,11 +120,8 @@ def cancel_order(user: User, order_id: int) -> Order:
         raise ConflictError(f"This order is already {order.status.value.replace('_', ' ')}.")
     connection = orders.connection_of(order)
     broker, account = connections.broker_for(connection), connections.trading_account_id(connection)
-    previous = OrderStatus(order.status)
-    order_states.move(order, OrderStatus.CANCEL_PENDING, "Cancel requested.")
     audit.record("order.cancel", actor=user, subject=order, details={"sent": True})
-    db.session.commit()
-    _send_cancel(order, broker, account, previous)
+    cancel_at_broker(order, broker, account, "Cancel requested.")
     return order
 
 
@@ -174,7 +171,15 @@ def _replace_failed(new: Order, exc: ArbionError) -> None:
     db.session.commit()
 
 
-def _send_cancel(order: Order, broker: Broker, account: str, previous: OrderStatus) -> None:
+def cancel_at_broker(order: Order, broker: Broker, account: str, why: str) -> None:
+    """CANCEL_PENDING (committed), ask the broker, then apply its report of the order (commit).
+
+    A cancel refused because the order filled or ended meanwhile is no error: the report says
+    which. One that never reached the broker puts the order back as it was and is re-raised.
+    """
+    previous = OrderStatus(order.status)
+    order_states.move(order, OrderStatus.CANCEL_PENDING, why)
+    db.session.commit()
     broker_order_id = order.broker_order_id or ""
     try:
         broker.cancel_order(account, broker_order_id)

@@ -10,6 +10,7 @@ sends, and a write whose outcome was not seen becomes UNKNOWN for reconciliation
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
@@ -61,16 +62,7 @@ def place_order(user: User, ticket: OrderTicket) -> Order:
     if ticket.idempotency_key and (existing := _by_idempotency_key(user, ticket.idempotency_key)):
         return _same_or_conflict(existing, ticket)
     connection = usable_connection(user, ticket.connection_id)
-    broker = connections.broker_for(connection)
-    order_tickets.check_quantity_precision(broker, ticket.quantity)
-    quote = quote_or_none(broker, ticket.symbol)
-    intent = order_tickets.intent_of(ticket)
-    decision = risk.evaluate(user, connection.id, intent, quote, market_open(broker, ticket.symbol))
-    if not decision.allowed:
-        message = f"{ticket.symbol}: order refused by your risk limits. " + " ".join(decision.reasons)
-        notifications.notify(user.id, "risk_rejected", message, level="warning")
-        db.session.commit()
-    decision.raise_if_rejected()
+    quote = _pass_entry_gate(user, connection, ticket)
     try:
         order = _store_entry(user, connection, ticket, quote)
         db.session.commit()
@@ -81,6 +73,22 @@ def place_order(user: User, ticket: OrderTicket) -> Order:
             raise
         return _same_or_conflict(existing, ticket)
     return order
+
+
+def _pass_entry_gate(user: User, connection: BrokerConnection, ticket: OrderTicket) -> Quote | None:
+    """Whole shares where the broker wants them, then the risk engine with a fresh quote; a refusal
+    is told to the user and raised. Returns the quote the decision used."""
+    broker = connections.broker_for(connection)
+    order_tickets.check_quantity_precision(broker, ticket.quantity)
+    quote = quote_or_none(broker, ticket.symbol)
+    intent = order_tickets.intent_of(ticket)
+    decision = risk.evaluate(user, connection.id, intent, quote, market_open(broker, ticket.symbol))
+    if not decision.allowed:
+        message = f"{ticket.symbol}: order refused by your risk limits. " + " ".join(decision.reasons)
+        notifications.notify(user.id, "risk_rejected", message, level="warning")
+        db.session.commit()
+    decision.raise_if_rejected()
+    return quote
 
 
 def usable_connection(user: User, connection_id: int) -> BrokerConnection:
@@ -264,9 +272,7 @@ def _store_entry(user: User, connection: BrokerConnection, ticket: OrderTicket, 
         trailing_stop_offset=ticket.trailing_stop_offset,
     )
     db.session.add(trade)
-    order = _new_order(trade, OrderPurpose.ENTRY, ticket.side, ticket.quantity)
-    order.order_type, order.time_in_force = ticket.order_type, ticket.time_in_force
-    order.limit_price, order.stop_price, order.trail_offset = ticket.limit_price, ticket.stop_price, ticket.trail_offset
+    order = _entry_order(trade, ticket)
     order.idempotency_key = ticket.idempotency_key
     db.session.flush()
     audit.record("order.create", actor=user, subject=order, details=order_tickets.audit_details(ticket))
@@ -284,36 +290,22 @@ def replacement_for(
     """Validate and risk-check a change to a working entry, then store the new order (SUBMITTED,
     claimed for this caller, linked to ``old``; commit). The caller sends the replace."""
     trade = old.trade
+    if trade is None:
+        raise ConflictError("This order has no trade to change.")
+    current = ticket_of(old)
     ticket = order_tickets.validated(
-        OrderTicket(
-            connection_id=old.connection_id,
-            symbol=old.symbol,
-            side=OrderSide(old.side),
-            quantity=quantity if quantity is not None else old.quantity,
-            order_type=OrderType(old.order_type),
-            time_in_force=TimeInForce(old.time_in_force),
-            limit_price=limit_price if limit_price is not None else old.limit_price,
-            stop_price=stop_price if stop_price is not None else old.stop_price,
-            trail_offset=old.trail_offset,
-            stop_loss_price=trade.stop_loss_price if trade else None,
-            take_profit_price=trade.take_profit_price if trade else None,
+        replace(
+            current,
+            quantity=quantity if quantity is not None else current.quantity,
+            limit_price=limit_price if limit_price is not None else current.limit_price,
+            stop_price=stop_price if stop_price is not None else current.stop_price,
         )
     )
-    broker = connections.broker_for(connection_of(old))
-    order_tickets.check_quantity_precision(broker, ticket.quantity)
-    quote = quote_or_none(broker, ticket.symbol)
-    risk.evaluate(
-        user, old.connection_id, order_tickets.intent_of(ticket), quote, market_open(broker, ticket.symbol)
-    ).raise_if_rejected()
-    new = _new_order(trade, OrderPurpose.ENTRY, ticket.side, ticket.quantity) if trade else None
-    if new is None:
-        raise ConflictError("This order has no trade to change.")
-    new.order_type, new.time_in_force = ticket.order_type, ticket.time_in_force
-    new.limit_price, new.stop_price, new.trail_offset = ticket.limit_price, ticket.stop_price, ticket.trail_offset
+    _pass_entry_gate(user, connection_of(old), ticket)
+    new = _entry_order(trade, ticket)
     new.replaces_order_id, new.submitted_at = old.id, utcnow()
     order_states.move(new, OrderStatus.SUBMITTED)  # claimed for this caller: it sends the replace
-    if trade is not None:
-        trade.quantity, trade.price = ticket.quantity, ticket.limit_price
+    trade.quantity, trade.price = ticket.quantity, ticket.limit_price
     audit.record("order.replace", actor=user, subject=old, details=order_tickets.audit_details(ticket))
     db.session.commit()
     return new
@@ -353,6 +345,14 @@ def _quoted_price(ticket: OrderTicket, quote: Quote | None) -> Decimal | None:
     return quote.ask if ticket.side == OrderSide.BUY else quote.bid
 
 
+def _entry_order(trade: Trade, ticket: OrderTicket) -> Order:
+    """An entry intent for the trade as the ticket asks (PENDING_SUBMIT, added to the session)."""
+    order = _new_order(trade, OrderPurpose.ENTRY, ticket.side, ticket.quantity)
+    order.order_type, order.time_in_force = ticket.order_type, ticket.time_in_force
+    order.limit_price, order.stop_price, order.trail_offset = ticket.limit_price, ticket.stop_price, ticket.trail_offset
+    return order
+
+
 def _new_order(trade: Trade, purpose: OrderPurpose, side: OrderSide, quantity: Decimal) -> Order:
     order = Order(
         user_id=trade.user_id,
@@ -379,39 +379,31 @@ def _by_idempotency_key(user: User, key: str) -> Order | None:
 
 
 def _same_or_conflict(existing: Order, ticket: OrderTicket) -> Order:
-    trade = existing.trade
-    stored = (
-        existing.connection_id,
-        existing.symbol,
-        existing.side,
-        existing.quantity,
-        existing.order_type,
-        existing.time_in_force,
-        existing.limit_price,
-        existing.stop_price,
-        existing.trail_offset,
-        trade.stop_loss_price if trade else None,
-        trade.take_profit_price if trade else None,
-    )
-    asked = (
-        ticket.connection_id,
-        ticket.symbol,
-        ticket.side,
-        ticket.quantity,
-        ticket.order_type,
-        ticket.time_in_force,
-        ticket.limit_price,
-        ticket.stop_price,
-        ticket.trail_offset,
-        ticket.stop_loss_price,
-        ticket.take_profit_price,
-    )
-    if stored != asked:
+    if replace(ticket_of(existing), idempotency_key=None) != replace(ticket, idempotency_key=None):
         raise ConflictError(
             "This Idempotency-Key was already used for a different order.",
             details={"order_id": existing.id},
         )
     return existing
+
+
+def ticket_of(order: Order) -> OrderTicket:
+    """The entry ticket a stored entry order answers (its trade holds the protection levels)."""
+    trade = order.trade
+    return OrderTicket(
+        connection_id=order.connection_id,
+        symbol=order.symbol,
+        side=OrderSide(order.side),
+        quantity=order.quantity,
+        order_type=OrderType(order.order_type),
+        time_in_force=TimeInForce(order.time_in_force),
+        limit_price=order.limit_price,
+        stop_price=order.stop_price,
+        trail_offset=order.trail_offset,
+        stop_loss_price=trade.stop_loss_price if trade else None,
+        take_profit_price=trade.take_profit_price if trade else None,
+        trailing_stop_offset=trade.trailing_stop_offset if trade else None,
+    )
 
 
 def get_order(user: User, order_id: int) -> Order:

@@ -10,7 +10,6 @@ stop is UNPROTECTED and says so.
 
 from __future__ import annotations
 
-import contextlib
 from decimal import Decimal
 
 from sqlalchemy.exc import IntegrityError
@@ -19,10 +18,10 @@ from sqlalchemy.orm import selectinload
 from models import Order, Trade
 from utils.brokers.base import Broker, Capabilities
 from utils.enums import OrderPurpose, OrderStatus, OrderType, ProtectionMode, TimeInForce, TradeStatus
-from utils.exceptions import ArbionError, OrderCancellationError
+from utils.exceptions import ArbionError
 from utils.extensions import db
 from utils.observability import get_logger
-from utils.services import audit, connections, notifications, order_states, orders, trade_book
+from utils.services import audit, connections, notifications, order_states, order_tracking, orders, trade_book
 
 log = get_logger(__name__)
 STOP_LIMIT_ALLOWANCE = Decimal("0.01")  # a stop-limit's limit sits 1% beyond its stop, so gaps still fill
@@ -136,12 +135,7 @@ def cancel_protection(trade: Trade, broker: Broker) -> bool:
     if stop.broker_order_id is None:
         return False  # still being sent: cannot be cancelled yet
     account = connections.trading_account_id(orders.connection_of(stop))
-    order_states.move(stop, OrderStatus.CANCEL_PENDING, "Cancelled to make way for an exit.")
-    db.session.commit()
-    with contextlib.suppress(OrderCancellationError):  # it filled or ended meanwhile: the report tells
-        broker.cancel_order(account, stop.broker_order_id)
-    trade_book.apply_report(stop, broker.get_order(account, stop.broker_order_id))
-    db.session.commit()
+    order_tracking.cancel_at_broker(stop, broker, account, "Cancelled to make way for an exit.")
     return stop.status == OrderStatus.CANCELLED and stop.filled_quantity == 0
 
 
@@ -172,10 +166,7 @@ def _place_stop(trade: Trade, broker: Broker, quantity: Decimal) -> bool:
         return True
     detail = sent.status_detail if sent is not None else "not sent"
     _set_mode(trade, ProtectionMode.EMULATED, f"Broker stop not accepted ({detail}); the monitor watches it.")
-    notifications.notify(
-        trade.user_id, "protection_failed", f"{trade.symbol}: {detail}", level="warning", subject=trade
-    )
-    db.session.commit()
+    _tell(trade, f"the broker did not accept the protective stop ({detail})")
     return False
 
 
