@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
@@ -184,9 +184,14 @@ def _round_to_tick(value: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
 class SyntheticPrices:
     """Deterministic quotes for any plausible symbol; implements the paper broker's PriceSource."""
 
-    def __init__(self, seed: int = 0, universe: Iterable[str] | None = None):
+    def __init__(
+        self, seed: int = 0, universe: Iterable[str] | None = None, shifts: Mapping[str, Decimal] | None = None
+    ):
         self.seed = seed
         self.universe = frozenset(universe) if universe is not None else None
+        # Multipliers an operator applied to some symbols ("the market drops 10%"): a paper
+        # market shock to rehearse stop-losses. Prices stay a pure function of their inputs.
+        self.shifts = dict(shifts or {})
 
     def lists(self, symbol: str) -> bool:
         """Whether this source quotes ``symbol``."""
@@ -198,7 +203,8 @@ class SyntheticPrices:
         sigma = _CRYPTO_SIGMA if crypto else _EQUITY_SIGMA
         walk = brownian(self.seed, symbol, trading_seconds(symbol, at)) - _reference_level(self.seed, symbol)
         raw = _base_price(self.seed, symbol) * math.exp(sigma * walk)
-        return max(_round_to_tick(Decimal(repr(raw))), PRICE_TICK)
+        shifted = Decimal(repr(raw)) * self.shifts.get(symbol, Decimal(1))
+        return max(_round_to_tick(shifted), PRICE_TICK)
 
     def quote(self, symbol: str, at: datetime) -> Quote:
         """Top of book around the synthetic price: about 1 bp wide for equities, 5 bp for crypto."""

@@ -22,7 +22,7 @@ from utils.enums import ConnectionStatus, Provider
 from utils.exceptions import ArbionError, InvalidInputError, NotFoundError, TokenExpiredError
 from utils.extensions import db
 from utils.money import utcnow
-from utils.services import audit, credentials, schwab_logins
+from utils.services import audit, credentials, paper_market, schwab_logins
 from utils.services.paper_ledger import DatabasePaperStore
 from utils.services.schwab_tokens import ConnectionTokenStore
 
@@ -202,7 +202,8 @@ def _paper_broker(connection: BrokerConnection) -> PaperBroker:
         commission_minimum=config["PAPER_COMMISSION_MINIMUM"],
     )
     account = _paper_account(connection)
-    return PaperBroker(account.account_key, DatabasePaperStore(), SyntheticPrices(config["PAPER_PRICE_SEED"]), settings)
+    prices = SyntheticPrices(config["PAPER_PRICE_SEED"], shifts=paper_market.price_shifts())
+    return PaperBroker(account.account_key, DatabasePaperStore(), prices, settings)
 
 
 def _paper_account(connection: BrokerConnection) -> PaperAccount:

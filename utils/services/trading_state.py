@@ -91,7 +91,7 @@ def set_global_trading_state(
     previous = global_trading_state()
     value = {"state": status.state.value, "reason": status.reason, "by": status.by}
     row = {"key": GLOBAL_STATE_KEY, "value": value, "updated_by_id": actor.id if actor is not None else None}
-    _upsert(SystemSetting, row, [SystemSetting.key])
+    upsert(SystemSetting, row, [SystemSetting.key])
     _audit("risk.global_trading_state", actor, None, previous, status)
     db.session.commit()
     log.warning("risk.global_trading_state", state=status.state.value, reason=status.reason, by=status.by)
@@ -131,10 +131,10 @@ def _upsert_user_state(user_id: int, status: TradingStatus, *, only_from: Tradin
     """Insert or update the user's state; with ``only_from``, change only a row in that state."""
     values = {"user_id": user_id, "trading_state": status.state, "trading_state_reason": status.reason}
     where = RiskSettings.trading_state == only_from if only_from is not None else None
-    return _upsert(RiskSettings, values, [RiskSettings.user_id], where=where)
+    return upsert(RiskSettings, values, [RiskSettings.user_id], where=where)
 
 
-def _upsert(model: Any, values: dict[str, Any], keys: list[Any], where: Any = None) -> bool:
+def upsert(model: Any, values: dict[str, Any], keys: list[Any], where: Any = None) -> bool:
     """INSERT … ON CONFLICT DO UPDATE (atomic on both backends); True when a row was written."""
     db.session.flush()  # pending ORM changes go first; the commit that follows expires stale objects
     dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
