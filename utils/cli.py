@@ -1,5 +1,5 @@
 """Operator commands: ``flask users …``, ``flask crypto rotate``, ``flask seed demo``, ``flask fake-broker``,
-``flask trading halt|resume|status``."""
+``flask trading halt|resume|status``, ``flask paper shift|reset``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from werkzeug.serving import make_server
 
 from utils.enums import Role, TradingState
 from utils.exceptions import ArbionError
-from utils.services import connections, credentials, execution, monitor, trading_state, users
+from utils.services import connections, credentials, execution, monitor, paper_market, trading_state, users
 
 users_cli = AppGroup("users", help="Manage user accounts.")
 crypto_cli = AppGroup("crypto", help="Manage credential encryption.")
@@ -27,6 +27,7 @@ fake_broker_cli = AppGroup(
     "fake-broker", help="Run a broker's HTTP fake on loopback: a local sandbox that approves every login."
 )
 trading_cli = AppGroup("trading", help="Platform-wide trading controls: the kill switch and the monitor.")
+paper_cli = AppGroup("paper", help="The paper market: shock a symbol's price to rehearse stop-losses.")
 
 DEMO_TRADER_EMAIL = "demo@example.com"
 LOCAL_SUPERADMIN_EMAIL = "admin@example.com"
@@ -42,7 +43,7 @@ SANDBOX_COINBASE_BALANCES = (("USD", "10000"), ("BTC", "0.25"), ("ETH", "2"))
 
 def init_cli(app: Flask) -> None:
     """Register the command groups on the app."""
-    for group in (users_cli, crypto_cli, seed_cli, brokers_cli, fake_broker_cli, trading_cli):
+    for group in (users_cli, crypto_cli, seed_cli, brokers_cli, fake_broker_cli, trading_cli, paper_cli):
         app.cli.add_command(group)
 
 
@@ -171,6 +172,27 @@ def run_monitor(once: bool) -> None:
     )
     if result.errors or result.stale_quotes:
         raise SystemExit(1)
+
+
+@paper_cli.command("shift")
+@click.argument("symbol")
+@click.option("--percent", required=True, help="The move in percent, e.g. -10 for a 10% drop.")
+def shift_paper_price(symbol: str, percent: str) -> None:
+    """Move SYMBOL's paper price by --percent for every paper account; audited."""
+    try:
+        factor = paper_market.shift_price(symbol, percent)
+    except ArbionError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(
+        f"Paper {symbol.strip().upper()} now trades at {factor} x its synthetic price. Undo with: flask paper reset"
+    )
+
+
+@paper_cli.command("reset")
+def reset_paper_prices() -> None:
+    """Remove every price shift: the paper market follows its synthetic prices again."""
+    paper_market.reset_prices()
+    click.echo("Paper prices follow the synthetic market again.")
 
 
 def _set_global_state(state: TradingState, reason: str) -> trading_state.TradingStatus:
