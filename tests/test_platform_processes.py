@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,20 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 import sqlalchemy as sa
 
+from tests.processes import BIN, ROOT, free_port, kill_stack, stack_processes, wait_ready
 from tests.support import TEST_DATABASE_URL, TEST_REDIS_URL, base_environ
 
-ROOT = Path(__file__).resolve().parent.parent
 STACK_DATABASE = "arbion_stack_test"
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def stack_environ(tmp_path: Path, backend: str) -> dict[str, str]:
@@ -82,9 +73,9 @@ def platform(
         start_new_session=True,
     )
     yield environ, process
-    for pid in [process.pid, *stack_processes(environ["ARBION_TEST_STACK"])]:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(process.pid, signal.SIGKILL)
+    kill_stack(environ["ARBION_TEST_STACK"])
     process.wait(timeout=10)
     log.close()
     lines = (tmp_path / "honcho.log").read_text(errors="replace").splitlines()
@@ -100,43 +91,12 @@ def recreate_database(name: str) -> None:
     engine.dispose()
 
 
-def wait_ready(port: str, timeout: float = 60) -> requests.Response:
-    deadline = time.monotonic() + timeout
-    response = None
-    while time.monotonic() < deadline:
-        try:
-            response = requests.get(f"http://127.0.0.1:{port}/ready", timeout=2)
-            if response.status_code == 200:
-                return response
-        except requests.RequestException:
-            pass  # still starting
-        time.sleep(0.5)
-    raise AssertionError(f"never ready: {response.json() if response is not None else 'no answer'}")
-
-
 def heartbeats(database_url: str) -> dict[str, int]:
     engine = sa.create_engine(database_url)
     with engine.connect() as connection:
         rows = connection.execute(sa.text("SELECT component, beats FROM heartbeats")).all()
     engine.dispose()
     return {str(component): int(beats) for component, beats in rows}
-
-
-def stack_processes(marker: str) -> list[int]:
-    """Live (non-zombie) processes started for this stack: honcho gives each child its own
-    session, so they are found by the marker in their environment, orphans included."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environment = (entry / "environ").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        if f"ARBION_TEST_STACK={marker}".encode() in environment.split(b"\0") and state != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 @pytest.mark.slow
