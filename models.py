@@ -41,6 +41,7 @@ __all__ = [
     # users & auth
     "User",
     "ApiToken",
+    "RecoveryCode",
     # broker connections
     "BrokerConnection",
     "BrokerApp",
@@ -51,6 +52,7 @@ __all__ = [
     "Fill",
     "MonitorRun",
     "Notification",
+    "EquitySnapshot",
     # paper broker
     "PaperAccount",
     "PaperPosition",
@@ -108,6 +110,8 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
     # Bumped on logout, password change and deactivation: every older session stops working.
     session_version: Mapped[int] = mapped_column(nullable=False, default=1)
     totp_secret_encrypted: Mapped[str | None] = mapped_column(sa.Text)
+    # The last TOTP time step accepted: a code is good once, never for a step at or before it.
+    totp_last_step: Mapped[int | None] = mapped_column(sa.BigInteger)
     # Where notifications are also POSTed, signed with the secret (shown to the user once).
     webhook_url: Mapped[str | None] = mapped_column(sa.String(500))
     webhook_secret_encrypted: Mapped[str | None] = mapped_column(sa.Text)
@@ -158,6 +162,18 @@ class ApiToken(db.Model):  # type: ignore[name-defined]
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RecoveryCode(db.Model):  # type: ignore[name-defined]
+    """A one-time two-factor recovery code; only its SHA-256 hash is stored, the code is shown once."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
+    code_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, nullable=False)
+    created_at: Mapped[datetime] = created_at_column()
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 # ================================================================================ broker connections
@@ -419,6 +435,28 @@ class Notification(db.Model):  # type: ignore[name-defined]
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     webhook_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     webhook_attempts: Mapped[int] = mapped_column(nullable=False, default=0)
+
+
+class EquitySnapshot(db.Model):  # type: ignore[name-defined]
+    """A connection's balance as its broker reported it at one moment: the equity curve's points.
+
+    Written by a periodic task (EQUITY_SNAPSHOT_INTERVAL); one run shares one ``taken_at``; rows
+    older than EQUITY_SNAPSHOT_RETENTION_DAYS are deleted.
+    """
+
+    __tablename__ = "equity_snapshots"
+    __table_args__ = (sa.Index("ix_equity_snapshots_user_taken", "user_id", "taken_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    connection_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("broker_connections.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
+    currency: Mapped[str] = mapped_column(sa.String(8), nullable=False)
+    cash: Mapped[Decimal] = mapped_column(Money(), nullable=False)
+    buying_power: Mapped[Decimal] = mapped_column(Money(), nullable=False)
+    equity: Mapped[Decimal] = mapped_column(Money(), nullable=False)
 
 
 # ================================================================================ paper broker

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -106,3 +107,22 @@ def post_form(client: FlaskClient, form_path: str, action: str, data: dict[str, 
     """Submit a form the way a browser would: token from the page at ``form_path``, POST to ``action``."""
     token = csrf_token(client, form_path)
     return client.post(action, data={**(data or {}), "csrf_token": token})
+
+
+def count_queries(action: Callable[[], Any]) -> int:
+    """How many SQL statements ``action`` sends to the database."""
+    from sqlalchemy import event
+
+    from utils.extensions import db
+
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *rest: object) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        action()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    return len(statements)

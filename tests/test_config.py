@@ -109,3 +109,10 @@ def test_env_example_documents_every_setting() -> None:
     documented = set(re.findall(r"^([A-Z_]+)=", (root / "env.example").read_text(), re.MULTILINE))
     assert read, "the settings reader changed shape: update this test"
     assert read - documented == set()
+
+
+def test_admins_need_two_factor_by_default_in_production_only() -> None:
+    assert load_config(SAFE_PRODUCTION)["ADMIN_REQUIRE_TOTP"] is True
+    development = {"ARBION_ENV": "development", "SECRET_KEY": TEST_SECRET_KEY, "ENCRYPTION_KEY": TEST_ENCRYPTION_KEY}
+    assert load_config(development)["ADMIN_REQUIRE_TOTP"] is False
+    assert load_config({**development, "ADMIN_REQUIRE_TOTP": "on"})["ADMIN_REQUIRE_TOTP"] is True

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from flask import Flask
 
-from models import BrokerConnection
-from utils.enums import OrderSide
+from models import BrokerConnection, EquitySnapshot, Order, Trade, User
+from utils.enums import OrderPurpose, OrderSide, OrderStatus, OrderType
 from utils.extensions import db
 from utils.services import connections
 from utils.services.order_tickets import OrderTicket
 
 CRYPTO = "BTC-USD"
+_client_order_ids = itertools.count(1)
 
 
 def ask(connection: BrokerConnection, symbol: str = CRYPTO) -> Decimal:
@@ -33,6 +36,61 @@ def ticket(connection: BrokerConnection, **fields: Any) -> OrderTicket:
         "stop_loss_price": (price * Decimal("0.95")).quantize(Decimal("0.01")),
     }
     return OrderTicket(**(base | fields))
+
+
+def stored_order(
+    connection: BrokerConnection, symbol: str, purpose: OrderPurpose, status: OrderStatus, **fields: Any
+) -> Order:
+    """An order row as the order service would leave it (a 1-unit buy limit unless told; flushed)."""
+    row = Order(
+        user_id=connection.user_id,
+        connection_id=connection.id,
+        client_order_id=f"test-{next(_client_order_ids)}",
+        symbol=symbol,
+        side=fields.pop("side", OrderSide.BUY),
+        order_type=fields.pop("order_type", OrderType.LIMIT),
+        purpose=purpose,
+        status=status,
+        quantity=fields.pop("quantity", Decimal(1)),
+        **fields,
+    )
+    db.session.add(row)
+    db.session.flush()
+    return row
+
+
+def add_trade(user: User, connection: BrokerConnection, **fields: Any) -> Trade:
+    """A trade row written directly (2 BTC-USD bought at 100 unless ``fields`` say otherwise)."""
+    values: dict[str, Any] = {
+        "user_id": user.id,
+        "connection_id": connection.id,
+        "symbol": CRYPTO,
+        "side": OrderSide.BUY,
+        "trade_type": OrderType.MARKET,
+        "quantity": Decimal(2),
+        "filled_quantity": Decimal(2),
+        "average_fill_price": Decimal(100),
+    }
+    trade = Trade(**(values | fields))
+    db.session.add(trade)
+    db.session.commit()
+    return trade
+
+
+def add_snapshot(user: User, connection: BrokerConnection, taken_at: datetime, equity: Decimal) -> EquitySnapshot:
+    """An equity snapshot row (cash and buying power equal to the equity)."""
+    row = EquitySnapshot(
+        user_id=user.id,
+        connection_id=connection.id,
+        taken_at=taken_at,
+        currency="USD",
+        cash=equity,
+        buying_power=equity,
+        equity=equity,
+    )
+    db.session.add(row)
+    db.session.commit()
+    return row
 
 
 def run_in_threads(app: Flask, n: int, action: Callable[[], Any]) -> list[Any]:

@@ -1,5 +1,5 @@
 """Operator commands: ``flask users …``, ``flask crypto rotate``, ``flask seed demo``, ``flask fake-broker``,
-``flask trading halt|resume|status``, ``flask paper shift|reset``."""
+``flask trading halt|resume|status``, ``flask paper shift|reset``, ``flask tokens create``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,16 @@ from werkzeug.serving import make_server
 
 from utils.enums import Role, TradingState
 from utils.exceptions import ArbionError
-from utils.services import connections, credentials, execution, monitor, paper_market, trading_state, users
+from utils.services import (
+    api_tokens,
+    connections,
+    credentials,
+    execution,
+    monitor,
+    paper_market,
+    trading_state,
+    users,
+)
 
 users_cli = AppGroup("users", help="Manage user accounts.")
 crypto_cli = AppGroup("crypto", help="Manage credential encryption.")
@@ -27,6 +36,7 @@ fake_broker_cli = AppGroup(
     "fake-broker", help="Run a broker's HTTP fake on loopback: a local sandbox that approves every login."
 )
 trading_cli = AppGroup("trading", help="Platform-wide trading controls: the kill switch and the monitor.")
+tokens_cli = AppGroup("tokens", help="Personal API tokens for the REST API (/api/v1).")
 paper_cli = AppGroup("paper", help="The paper market: shock a symbol's price to rehearse stop-losses.")
 
 DEMO_TRADER_EMAIL = "demo@example.com"
@@ -43,7 +53,7 @@ SANDBOX_COINBASE_BALANCES = (("USD", "10000"), ("BTC", "0.25"), ("ETH", "2"))
 
 def init_cli(app: Flask) -> None:
     """Register the command groups on the app."""
-    for group in (users_cli, crypto_cli, seed_cli, brokers_cli, fake_broker_cli, trading_cli, paper_cli):
+    for group in (users_cli, crypto_cli, seed_cli, brokers_cli, fake_broker_cli, trading_cli, paper_cli, tokens_cli):
         app.cli.add_command(group)
 
 
@@ -323,3 +333,22 @@ def _serve(app: Flask, address: tuple[str, int], title: str, setting: str, *note
         click.echo("Stopped.")
     finally:
         server.server_close()
+
+
+@tokens_cli.command("create")
+@click.option("--user", "email", required=True, help="The e-mail of the user the token acts for.")
+@click.option("--name", required=True, help="What the token is for (shown in the token list).")
+@click.option("--scope", "scopes", default="read", show_default=True, help="Comma-separated: read, trade, admin.")
+@click.option("--expires-days", type=int, default=None, help="Days until the token expires (default: never).")
+def create_token(email: str, name: str, scopes: str, expires_days: int | None) -> None:
+    """Create an API token for a user and print it once (only its hash is stored)."""
+    user = users.find_by_email(email)
+    if user is None:
+        raise click.ClickException(f"No user with e-mail {email}.")
+    try:
+        issued = api_tokens.create_token(user, name, scopes.split(","), expires_days)
+    except ArbionError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"Token {issued.token.name!r} for {user.email} (scopes: {issued.token.scopes}):")
+    click.echo(issued.plaintext)
+    click.echo("Shown once: store it now. Send it as 'Authorization: Bearer <token>'.")

@@ -18,7 +18,7 @@ from flask import Flask
 
 from tests.fakes.coinbase import PREFIX, CoinbaseFake, create_coinbase_fake
 from tests.fakes.server import FakeServer, Fault
-from utils.brokers.base import OrderRequest
+from utils.brokers.base import CandleInterval, OrderRequest
 from utils.brokers.coinbase import CoinbaseClient, RequestBudget, build_jwt, load_signing_key
 from utils.brokers.http import HttpPolicy
 from utils.enums import OrderSide, OrderStatus, OrderType, TimeInForce
@@ -544,3 +544,25 @@ def test_the_client_takes_one_budget_token_per_http_attempt(keys: KeyPair, route
         harness.client.accounts()
     assert len(harness.fake.received) == 4
     assert clock.sleeps == pytest.approx([1 / 3]), "the retried attempt consumed a token too"
+
+
+def test_candles_arrive_newest_first_and_are_returned_oldest_first_as_decimals(cb: Harness) -> None:
+    start = datetime(2025, 3, 4, 15, 0, tzinfo=UTC)
+    for minutes, close in ((0, "50005.10"), (5, "50011.20"), (90, "1")):
+        cb.fake.add_candle("BTC-USD", start + timedelta(minutes=minutes), ("50000.00", "50020.00", "49990.00", close))
+    bars = cb.client.candles("BTC-USD", CandleInterval.FIVE_MINUTES, start, start + timedelta(hours=1))
+    assert [(bar.time, bar.close) for bar in bars] == [
+        (start, Decimal("50005.10")),
+        (start + timedelta(minutes=5), Decimal("50011.20")),
+    ]
+    [call] = cb.requests_to("GET", "/products/BTC-USD/candles")
+    assert call.query["granularity"] == ["FIVE_MINUTE"] and call.query["start"] == [str(int(start.timestamp()))]
+
+
+def test_a_long_candle_window_is_cut_to_the_latest_350_bars_and_unknown_products_are_refused(cb: Harness) -> None:
+    end = datetime(2025, 3, 4, 15, 0, tzinfo=UTC)
+    assert cb.client.candles("BTC-USD", CandleInterval.ONE_MINUTE, end - timedelta(days=1), end) == []
+    [call] = cb.requests_to("GET", "/products/BTC-USD/candles")
+    assert int(call.query["end"][0]) - int(call.query["start"][0]) == 350 * 60
+    with pytest.raises(SymbolNotFoundError):
+        cb.client.candles("NOPE-USD", CandleInterval.ONE_DAY, end - timedelta(days=30), end)

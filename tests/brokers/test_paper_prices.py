@@ -15,6 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.fakes.paper_store import InMemoryPaperStore
+from utils.brokers.base import CandleInterval
+from utils.brokers.paper import PaperBroker
 from utils.brokers.paper_prices import (
     PRICE_TICK,
     SyntheticPrices,
@@ -169,3 +172,33 @@ def test_day_orders_expire_at_the_next_close():
 def test_naive_datetimes_are_refused():
     with pytest.raises(ValueError, match="aware"):
         us_equity_market_hours(datetime(2025, 3, 4, 15))  # noqa: DTZ001 - the point of the test
+
+
+# ---------------------------------------------------------------------------- price history
+
+
+def paper_broker_at(now: datetime, seed: int = 7) -> PaperBroker:
+    return PaperBroker("acct", InMemoryPaperStore(), SyntheticPrices(seed), clock=lambda: now)
+
+
+def test_paper_candles_are_deterministic_aligned_and_consistent_with_the_quotes():
+    end = TUESDAY_10AM + timedelta(minutes=2)
+    bars = paper_broker_at(end).candles("BTC-USD", CandleInterval.FIVE_MINUTES, end - timedelta(hours=2), end)
+    assert len(bars) == 24 and bars == paper_broker_at(end).candles(
+        "BTC-USD", CandleInterval.FIVE_MINUTES, end - timedelta(hours=2), end
+    )
+    assert all(bar.time.timestamp() % 300 == 0 and bar.time.tzinfo is not None for bar in bars)
+    assert all(bar.low <= min(bar.open, bar.close) <= max(bar.open, bar.close) <= bar.high for bar in bars)
+    assert bars[0].open == SyntheticPrices(7).price("BTC-USD", bars[0].time)
+    assert bars[-1].time <= end, "no bar from the future"
+    assert paper_broker_at(end, seed=8).candles("BTC-USD", CandleInterval.FIVE_MINUTES, bars[0].time, end) != bars
+
+
+def test_paper_equity_candles_leave_out_closed_hours_and_weekends():
+    monday_noon = datetime(2025, 3, 10, 16, 0, tzinfo=UTC)  # 12:00 in New York (EDT)
+    broker = paper_broker_at(monday_noon)
+    intraday = broker.candles("AAPL", CandleInterval.THIRTY_MINUTES, monday_noon - timedelta(days=4), monday_noon)
+    assert intraday and all(market_hours("AAPL", bar.time + timedelta(minutes=15)).is_open for bar in intraday)
+    daily = broker.candles("AAPL", CandleInterval.ONE_DAY, monday_noon - timedelta(days=14), monday_noon)
+    assert {bar.time.weekday() for bar in daily} <= {0, 1, 2, 3, 4} and len(daily) == 10
+    assert broker.candles("NOT A SYMBOL", CandleInterval.ONE_DAY, monday_noon - timedelta(days=3), monday_noon) == []

@@ -16,7 +16,7 @@ from flask import Flask
 
 from tests.fakes.schwab import ORDER_RULE, ORDERS_RULE, SchwabFakeState, create_schwab_fake
 from tests.fakes.server import FakeServer, Fault
-from utils.brokers.base import OrderRequest
+from utils.brokers.base import CandleInterval, OrderRequest
 from utils.brokers.http import HttpPolicy
 from utils.brokers.schwab import (
     OAuthTokens,
@@ -637,3 +637,21 @@ def test_listed_orders_we_do_not_trade_are_skipped_not_fatal(env: Env) -> None:
     now = datetime.now(UTC)
     listed = client.list_orders(env.account, now - timedelta(hours=1), now + timedelta(hours=1))
     assert [o.broker_order_id for o in listed] == [kept.broker_order_id]
+
+
+def test_price_history_bars_are_exact_decimals_oldest_first_within_the_window(env: Env) -> None:
+    start = datetime(2025, 3, 4, 15, 0, tzinfo=UTC)
+    env.state.add_candle("AAPL", start + timedelta(minutes=5), ("172.20", "172.60", "172.00", "172.55"))
+    env.state.add_candle("AAPL", start, ("172.10", "172.50", "171.90", "172.25"))
+    env.state.add_candle("AAPL", start + timedelta(hours=2), ("1", "1", "1", "1"))
+    bars = env.client().candles("aapl", CandleInterval.FIVE_MINUTES, start, start + timedelta(hours=1))
+    assert [bar.time for bar in bars] == [start, start + timedelta(minutes=5)]
+    assert (bars[0].open, bars[0].high, bars[0].low, bars[0].close) == (
+        Decimal("172.10"),
+        Decimal("172.50"),
+        Decimal("171.90"),
+        Decimal("172.25"),
+    )
+    assert isinstance(bars[1].close, Decimal) and bars[1].volume == 100
+    daily = env.client().candles("MSFT", CandleInterval.ONE_DAY, start - timedelta(days=30), start)
+    assert daily == [] and env.state.requests["GET /marketdata/v1/pricehistory"] == 2

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from playwright.sync_api import ConsoleMessage, Page
+from playwright.sync_api import ConsoleMessage, Locator, Page
 
 from tests.support import DEFAULT_PASSWORD
 
@@ -41,3 +42,25 @@ class ConsoleErrors:
         seen = f"{message.text} at {message.location.get('url')}"
         if message.type == "error" and not any(text in seen for text in self.expected):
             self.seen.append(seen)
+
+
+def reload_until(page: Page, locator: Locator, what: str, timeout: float = 30) -> Locator:
+    """Reload the page until ``locator`` is visible (for pages without a live part), or fail."""
+    deadline = time.monotonic() + timeout
+    while not (locator.count() and locator.first.is_visible()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
+        page.wait_for_timeout(500)
+        page.reload()
+    return locator
+
+
+def fill_ticket(page: Page, **fields: str) -> None:
+    """Open the order ticket and fill it in (field ids as on the page: symbol, quantity, ...)."""
+    page.goto("/orders/new")
+    for name, value in fields.items():
+        target = page.locator(f"#{name}")
+        if target.evaluate("element => element.tagName") == "SELECT":
+            target.select_option(value)
+        else:
+            target.fill(value)

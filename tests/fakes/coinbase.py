@@ -48,6 +48,17 @@ ORDER_TYPES = {
     "trigger_bracket_gtc": ("BRACKET", "GOOD_UNTIL_CANCELLED"),
 }
 EDITABLE = {"limit_limit_gtc", "stop_limit_stop_limit_gtc"}
+CANDLE_GRANULARITIES = {
+    "ONE_MINUTE": 60,
+    "FIVE_MINUTE": 300,
+    "FIFTEEN_MINUTE": 900,
+    "THIRTY_MINUTE": 1800,
+    "ONE_HOUR": 3600,
+    "TWO_HOUR": 7200,
+    "SIX_HOUR": 21600,
+    "ONE_DAY": 86400,
+}
+MAX_CANDLES = 350
 
 
 class PayloadError(ValueError):
@@ -80,6 +91,8 @@ class CoinbaseFake:
     accounts: list[dict[str, Any]] = field(default_factory=list)
     products: dict[str, dict[str, str]] = field(default_factory=dict)
     prices: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
+    # product -> bars as Coinbase sends them: {"start": UNIX seconds, "low", "high", "open", "close", "volume"}
+    candles: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     received: list[RecordedRequest] = field(default_factory=list)
     seen_nonces: set[str] = field(default_factory=set)
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -98,6 +111,13 @@ class CoinbaseFake:
     def set_price(self, product_id: str, bid: str, ask: str) -> None:
         """Set the top of book of a product."""
         self.prices[product_id] = (Decimal(bid), Decimal(ask))
+
+    def add_candle(self, product_id: str, start: datetime, ohlc: tuple[str, str, str, str], volume: str = "1") -> None:
+        """Record one bar of price history (open, high, low, close as decimal strings)."""
+        open_, high, low, close = ohlc
+        row = {"start": str(int(start.timestamp())), "low": low, "high": high, "open": open_, "close": close}
+        with self.lock:
+            self.candles.setdefault(product_id, []).append(row | {"volume": volume})
 
     def set_balance(self, currency: str, available: str, hold: str = "0") -> str:
         """Create or update the wallet of a currency; returns its uuid."""
@@ -264,6 +284,17 @@ def _routes(fake: CoinbaseFake) -> Blueprint:
             return jsonify(error="NOT_FOUND", message="ProductID is invalid"), 404
         bid, ask = fake.prices.get(product_id, (Decimal(0), Decimal(0)))
         return jsonify(**product, price=str((bid + ask) / 2), status="online", product_type="SPOT")
+
+    @api.get("/products/<product_id>/candles")
+    def product_candles(product_id: str) -> ResponseReturnValue:
+        if product_id not in fake.products:
+            return jsonify(error="NOT_FOUND", message="ProductID is invalid"), 404
+        problem = _candle_window_problem(request.args)
+        if problem:
+            return jsonify(error="INVALID_ARGUMENT", message=problem), 400
+        start, end = int(request.args["start"]), int(request.args["end"])
+        rows = [row for row in fake.candles.get(product_id, []) if start <= int(row["start"]) <= end]
+        return jsonify(candles=sorted(rows, key=lambda row: -int(row["start"])))  # newest first, as Coinbase
 
     @api.post("/orders")
     def create_order() -> ResponseReturnValue:
@@ -544,6 +575,18 @@ def _precision_problem(configuration: dict[str, Any], product: dict[str, str]) -
 
 
 # -------------------------------------------------------------------- small pieces
+
+
+def _candle_window_problem(args: Any) -> str | None:
+    """Coinbase's refusals: missing or non-numeric bounds, an unknown granularity, more than 350 bars."""
+    seconds = CANDLE_GRANULARITIES.get(args.get("granularity", ""))
+    if seconds is None:
+        return "granularity is invalid"
+    if not (args.get("start", "").isdigit() and args.get("end", "").isdigit()):
+        return "start and end must be UNIX seconds"
+    if (int(args["end"]) - int(args["start"])) / seconds > MAX_CANDLES:
+        return f"number of candles requested should be less than {MAX_CANDLES}"
+    return None
 
 
 def _page(fake: CoinbaseFake, items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool, str]:

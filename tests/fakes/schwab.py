@@ -54,6 +54,17 @@ ORDER_KEYS = {
     "childOrderStrategies",
     "complexOrderStrategyType",
 }
+# (periodType, frequencyType) -> the frequencies Schwab accepts for it.
+PRICE_HISTORY_FREQUENCIES = {
+    ("day", "minute"): {"1", "5", "10", "15", "30"},
+    ("month", "daily"): {"1"},
+    ("month", "weekly"): {"1"},
+    ("year", "daily"): {"1"},
+    ("year", "weekly"): {"1"},
+    ("year", "monthly"): {"1"},
+    ("ytd", "daily"): {"1"},
+    ("ytd", "weekly"): {"1"},
+}
 _PRICE_AT_LEAST_ONE = re.compile(r"^[1-9]\d*\.\d{2}$")
 _PRICE_BELOW_ONE = re.compile(r"^0\.\d{2,4}$")
 
@@ -86,6 +97,7 @@ class SchwabFakeState:
         self.orders: dict[str, dict[str, Any]] = {}
         self.received_payloads: list[dict[str, Any]] = []
         self.quotes: dict[str, dict[str, Any]] = {}
+        self.candles: dict[str, list[dict[str, Any]]] = {}
         self.transactions: list[dict[str, Any]] = []
         self.market_open = True
         self.holidays: set[date] = set()
@@ -115,6 +127,12 @@ class SchwabFakeState:
         quote.setdefault("quoteTime", int(time.time() * 1000))
         with self.lock:
             self.quotes[symbol] = quote
+
+    def add_candle(self, symbol: str, at: datetime, ohlc: tuple[str, str, str, str], volume: int = 100) -> None:
+        """Record one bar of price history (open, high, low, close); answered as numbers, time in ms."""
+        prices = dict(zip(("open", "high", "low", "close"), map(Decimal, ohlc), strict=True))
+        with self.lock:
+            self.candles.setdefault(symbol, []).append(prices | {"volume": volume, "datetime": _epoch_ms(at)})
 
     def issue_tokens(self, access_ttl: float | None = None) -> tuple[str, str]:
         """A fresh (access, refresh) pair as if the user had logged in."""
@@ -536,6 +554,18 @@ def _install_market_data(app: Flask, state: SchwabFakeState) -> None:
                 body.setdefault("errors", {"invalidSymbols": []})["invalidSymbols"].append(symbol)
         return _json(body)
 
+    @app.get("/marketdata/v1/pricehistory")
+    def price_history() -> Any:
+        symbol, args = request.args.get("symbol", ""), request.args
+        frequencies = PRICE_HISTORY_FREQUENCIES.get((args.get("periodType", ""), args.get("frequencyType", "")))
+        if not symbol or frequencies is None or args.get("frequency") not in frequencies:
+            return _error(400, "periodType, frequencyType and frequency do not match")
+        if not (args.get("startDate", "").isdigit() and args.get("endDate", "").isdigit()):
+            return _error(400, "startDate and endDate must be epoch milliseconds")
+        start, end = int(args["startDate"]), int(args["endDate"])
+        rows = [row for row in state.candles.get(symbol, []) if start <= row["datetime"] <= end]
+        return _json({"candles": sorted(rows, key=lambda row: row["datetime"]), "symbol": symbol, "empty": not rows})
+
     @app.get("/marketdata/v1/markets")
     def markets() -> Any:
         eastern = ZoneInfo("America/New_York")
@@ -554,6 +584,10 @@ def _install_market_data(app: Flask, state: SchwabFakeState) -> None:
 def _execution(activity_id: int, qty: Decimal, price: Decimal) -> dict[str, Any]:
     leg = {"legId": 1, "quantity": qty, "price": price, "time": _schwab_now()}
     return {"activityType": "EXECUTION", "activityId": activity_id, "executionLegs": [leg]}
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
 
 
 def _schwab_now() -> str:

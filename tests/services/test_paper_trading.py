@@ -7,11 +7,10 @@ from decimal import Decimal
 
 import pytest
 from flask import Flask
-from sqlalchemy import event
 
 from models import BrokerConnection, PaperAccount, PaperOrder
 from tests.services.test_paper_ledger import CRYPTO, order
-from tests.support import make_user
+from tests.support import count_queries, make_user
 from utils.brokers.base import BrokerOrder
 from utils.enums import OrderSide, OrderStatus, OrderType, TimeInForce
 from utils.extensions import db
@@ -75,18 +74,10 @@ def test_only_accounts_with_working_orders_are_selected_in_one_query(app: Flask)
     connections.broker_for(resting).place_order(
         resting_key, order(OrderSide.BUY, "0.01", "low-bid", order_type=OrderType.LIMIT, limit_price=Decimal("1.00"))
     )
-    statements: list[str] = []
-
-    def count(conn: object, cursor: object, statement: str, *rest: object) -> None:
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        selected = paper_ledger.paper_connections_with_working_orders()
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
+    selected: list[BrokerConnection] = []
+    queries = count_queries(lambda: selected.extend(paper_ledger.paper_connections_with_working_orders()))
     assert [connection.id for connection in selected] == [resting.id]
-    assert len(statements) == 1
+    assert queries == 1
 
 
 def test_a_pass_advances_resting_orders_and_skips_a_broken_account(

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event
 
-from models import AuditLog, BrokerConnection, Order, RiskSettings, SystemSetting, Trade, User
-from tests.support import make_user
+from models import AuditLog, BrokerConnection, RiskSettings, SystemSetting, Trade, User
+from tests.support import count_queries, make_user
+from tests.trading_support import stored_order as order
 from utils.brokers.base import Quote
 from utils.config import load_config
 from utils.enums import (
@@ -34,7 +34,6 @@ from utils.services import risk
 D = Decimal
 NOW = utcnow()
 YESTERDAY = risk.start_of_utc_day(NOW) - timedelta(hours=1)
-_ids = iter(range(1, 10**6))
 
 
 def connection(user: User, provider: Provider = Provider.PAPER) -> BrokerConnection:
@@ -54,24 +53,6 @@ def trade(conn: BrokerConnection, symbol: str, side: OrderSide, status: TradeSta
         trade_type=OrderType.MARKET,
         status=status,
         quantity=fields.pop("quantity", fields.get("filled_quantity", D(1))),
-        **fields,
-    )
-    db.session.add(row)
-    db.session.flush()
-    return row
-
-
-def order(conn: BrokerConnection, symbol: str, purpose: OrderPurpose, status: OrderStatus, **fields: Any) -> Order:
-    row = Order(
-        user_id=conn.user_id,
-        connection_id=conn.id,
-        client_order_id=f"test-{next(_ids)}",
-        symbol=symbol,
-        side=fields.pop("side", OrderSide.BUY),
-        order_type=fields.pop("order_type", OrderType.LIMIT),
-        purpose=purpose,
-        status=status,
-        quantity=fields.pop("quantity", D(1)),
         **fields,
     )
     db.session.add(row)
@@ -234,20 +215,6 @@ def test_the_snapshot_takes_a_constant_number_of_queries(app: Flask) -> None:
     first_id = (user.id, first.id)[1]
     large = count_queries(lambda: risk.snapshot_for(user, first_id, entry(), quote(), True))
     assert large == small == 7  # settings, global state, trades, entries, count, P&L, connection hold
-
-
-def count_queries(action: Any) -> int:
-    statements: list[str] = []
-
-    def record(conn: object, cursor: object, statement: str, *rest: object) -> None:
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        action()
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
-    return len(statements)
 
 
 def test_a_pending_market_entry_is_valued_at_the_quote_of_its_symbol(app: Flask) -> None:

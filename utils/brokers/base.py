@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 
 from utils.enums import TERMINAL_ORDER_STATUSES, OrderSide, OrderStatus, OrderType, TimeInForce
 
@@ -148,6 +149,42 @@ class MarketHours:
     closes_at: datetime | None
 
 
+class CandleInterval(StrEnum):
+    """Bar lengths every broker serves (Schwab has no hourly bars, so none is offered)."""
+
+    ONE_MINUTE = "1m"
+    FIVE_MINUTES = "5m"
+    FIFTEEN_MINUTES = "15m"
+    THIRTY_MINUTES = "30m"
+    ONE_DAY = "1d"
+
+    @property
+    def length(self) -> timedelta:
+        """How much time one bar covers."""
+        return _CANDLE_LENGTHS[self]
+
+
+_CANDLE_LENGTHS = {
+    CandleInterval.ONE_MINUTE: timedelta(minutes=1),
+    CandleInterval.FIVE_MINUTES: timedelta(minutes=5),
+    CandleInterval.FIFTEEN_MINUTES: timedelta(minutes=15),
+    CandleInterval.THIRTY_MINUTES: timedelta(minutes=30),
+    CandleInterval.ONE_DAY: timedelta(days=1),
+}
+
+
+@dataclass(frozen=True)
+class Candle:
+    """One bar of price history starting at ``time`` (aware UTC)."""
+
+    time: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal = Decimal(0)
+
+
 TERMINAL_STATUSES = TERMINAL_ORDER_STATUSES
 
 
@@ -207,3 +244,7 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def market_hours(self, symbol: str, at: datetime) -> MarketHours:
         """Whether the symbol's market is open at ``at``."""
+
+    @abc.abstractmethod
+    def candles(self, symbol: str, interval: CandleInterval, start: datetime, end: datetime) -> list[Candle]:
+        """Price bars starting in [start, end), oldest first; an unknown symbol has none."""

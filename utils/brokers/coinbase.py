@@ -37,6 +37,8 @@ from utils.brokers.base import (
     BrokerAccount,
     BrokerOrder,
     BrokerPosition,
+    Candle,
+    CandleInterval,
     Capabilities,
     Fill,
     MarketHours,
@@ -254,6 +256,13 @@ class CoinbaseClient(Broker):
                 )
             self._products[product_id] = rules
         return self._products[product_id]
+
+    def candles(self, symbol: str, interval: CandleInterval, start: datetime, end: datetime) -> list[Candle]:
+        """Bars from GET /products/{id}/candles, one call: the latest 350 at most (Coinbase sends newest first)."""
+        path = f"/products/{quote(symbol, safe='')}/candles"
+        answer = self._get(path, cp.candle_params(interval, start, end), not_found=SymbolNotFoundError)
+        bars = [cp.parse_candle(row) for row in answer.get("candles") or []]
+        return sorted((bar for bar in bars if start <= bar.time < end), key=lambda bar: bar.time)
 
     def market_hours(self, symbol: str, at: datetime) -> MarketHours:
         """Crypto trades around the clock: open, with the UTC day as the session."""

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 
-from utils.brokers.base import BrokerOrder, Fill, OrderRequest, Quote, Transaction
+from utils.brokers.base import BrokerOrder, Candle, CandleInterval, Fill, OrderRequest, Quote, Transaction
 from utils.enums import OrderSide, OrderStatus, OrderType, TimeInForce
 from utils.exceptions import (
     DataValidationError,
@@ -22,6 +22,17 @@ from utils.exceptions import (
     OrderRejectedError,
     UnknownOrderOutcomeError,
 )
+
+# Our bar length -> Coinbase's candle granularity; one call returns at most MAX_CANDLES bars.
+GRANULARITIES = {
+    CandleInterval.ONE_MINUTE: "ONE_MINUTE",
+    CandleInterval.FIVE_MINUTES: "FIVE_MINUTE",
+    CandleInterval.FIFTEEN_MINUTES: "FIFTEEN_MINUTE",
+    CandleInterval.THIRTY_MINUTES: "THIRTY_MINUTE",
+    CandleInterval.ONE_DAY: "ONE_DAY",
+}
+MAX_CANDLES = 350
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Coinbase status -> ours. OPEN with filled_size > 0 is a partial fill (there is no partial status).
 STATUS_MAP: dict[str, OrderStatus] = {
@@ -317,6 +328,25 @@ def parse_pricebook(book: Mapping[str, Any], fallback_time: datetime) -> Quote |
     mid = (bid + ask) / 2
     moment = parse_time(book.get("time")) or fallback_time
     return Quote(symbol=str(book.get("product_id", "")), bid=bid, ask=ask, last=mid, mark=mid, time=moment)
+
+
+def candle_params(interval: CandleInterval, start: datetime, end: datetime) -> dict[str, str]:
+    """Query of GET /products/{id}/candles: UNIX seconds, the window shortened to the latest MAX_CANDLES bars."""
+    start = max(start, end - interval.length * MAX_CANDLES)
+    return {"start": _unix(start), "end": _unix(end), "granularity": GRANULARITIES[interval]}
+
+
+def _unix(moment: datetime) -> str:
+    return str(int((moment - EPOCH).total_seconds()))
+
+
+def parse_candle(payload: Mapping[str, Any]) -> Candle:
+    """One bar: ``start`` in UNIX seconds and prices as decimal strings; DataValidationError if one is missing."""
+    if any(payload.get(name) in (None, "") for name in ("start", "open", "high", "low", "close")):
+        raise DataValidationError(details={"provider": "coinbase", "reason": "incomplete candle"})
+    prices = {name: decimal_or_zero(payload[name]) for name in ("open", "high", "low", "close")}
+    moment = EPOCH + timedelta(seconds=int(decimal_or_zero(payload["start"])))
+    return Candle(time=moment, volume=decimal_or_zero(payload.get("volume")), **prices)
 
 
 def batches(items: list[str], size: int) -> list[list[str]]:

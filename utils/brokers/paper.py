@@ -27,6 +27,8 @@ from utils.brokers.base import (
     BrokerAccount,
     BrokerOrder,
     BrokerPosition,
+    Candle,
+    CandleInterval,
     Capabilities,
     Fill,
     MarketHours,
@@ -44,7 +46,7 @@ from utils.brokers.paper_matching import (
     run_pass,
     validate_entry,
 )
-from utils.brokers.paper_prices import market_hours
+from utils.brokers.paper_prices import market_hours, sample_candles
 from utils.enums import OrderSide, OrderStatus
 from utils.exceptions import ArbionError, InvalidOrderError, NotFoundError, OrderCancellationError
 from utils.money import utcnow
@@ -231,6 +233,16 @@ class PaperBroker(Broker):
     def market_hours(self, symbol: str, at: datetime) -> MarketHours:
         """US equity regular session (weekdays, holidays ignored); crypto is always open."""
         return market_hours(symbol, at)
+
+    def candles(self, symbol: str, interval: CandleInterval, start: datetime, end: datetime) -> list[Candle]:
+        """Bars sampled from the price source (deterministic with ``SyntheticPrices``), none in the future."""
+        now = self._now()
+
+        def price_at(moment: datetime) -> Decimal | None:
+            quote = self.prices.quotes([symbol], moment).get(symbol) if moment <= now else None
+            return quote.mark if quote is not None else None
+
+        return sample_candles(price_at, symbol, interval, start, min(end, now))
 
     # ------------------------------------------------------------------------ orders
 

@@ -18,14 +18,14 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
 from statistics import NormalDist
 from zoneinfo import ZoneInfo
 
-from utils.brokers.base import MarketHours, Quote
+from utils.brokers.base import Candle, CandleInterval, MarketHours, Quote
 
 NEW_YORK = ZoneInfo("America/New_York")
 SESSION_OPEN = time(9, 30)
@@ -52,6 +52,8 @@ _CRYPTO_SYMBOL = re.compile(r"[A-Z0-9]{2,10}-(USD|USDC|USDT)")
 # Well-known-ish levels (early 2025) so the sandbox looks familiar; others get a hashed base.
 _CRYPTO_BASES = {"BTC": 95000.0, "ETH": 3300.0, "SOL": 190.0, "XRP": 2.4, "DOGE": 0.32, "LTC": 105.0}
 _STANDARD_NORMAL = NormalDist()
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+CANDLE_SAMPLES = 4  # prices sampled per bar (plus its last second): open, high, low, close
 
 
 def is_crypto(symbol: str) -> bool:
@@ -218,3 +220,42 @@ class SyntheticPrices:
     def quotes(self, symbols: list[str], at: datetime) -> dict[str, Quote]:
         """Quotes for the listed symbols; unknown ones are absent."""
         return {symbol: self.quote(symbol, at) for symbol in dict.fromkeys(symbols) if self.lists(symbol)}
+
+
+def sample_candles(
+    price_at: Callable[[datetime], Decimal | None],
+    symbol: str,
+    interval: CandleInterval,
+    start: datetime,
+    end: datetime,
+) -> list[Candle]:
+    """Bars aligned on the interval (from the Unix epoch, UTC) starting in [start, end), each from a
+    few sampled prices; bars while the symbol's market is closed all along are left out."""
+    bars = []
+    for bar_start in _bar_starts(interval, start, end):
+        bar_end = bar_start + interval.length
+        if not _trades_during(symbol, bar_start, bar_end):
+            continue
+        step = interval.length / CANDLE_SAMPLES
+        moments = [bar_start + step * i for i in range(CANDLE_SAMPLES)] + [bar_end - timedelta(seconds=1)]
+        prices = [p for p in (price_at(moment) for moment in moments) if p is not None]
+        if prices:
+            bars.append(Candle(bar_start, prices[0], max(prices), min(prices), prices[-1]))
+    return bars
+
+
+def _bar_starts(interval: CandleInterval, start: datetime, end: datetime) -> Iterator[datetime]:
+    _require_aware(start)
+    length = interval.length
+    moment = _UNIX_EPOCH + -((_UNIX_EPOCH - start) // length) * length  # the first aligned start >= start
+    while moment < end:
+        yield moment
+        moment += length
+
+
+def _trades_during(symbol: str, start: datetime, end: datetime) -> bool:
+    """Whether the symbol's session overlaps [start, end) (the session of the bar's middle day)."""
+    hours = market_hours(symbol, start + (end - start) / 2)
+    if hours.opens_at is None or hours.closes_at is None:
+        return False
+    return hours.opens_at < end and hours.closes_at > start

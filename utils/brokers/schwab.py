@@ -30,6 +30,8 @@ from utils.brokers.base import (
     BrokerAccount,
     BrokerOrder,
     BrokerPosition,
+    Candle,
+    CandleInterval,
     Capabilities,
     Fill,
     MarketHours,
@@ -51,11 +53,13 @@ from utils.brokers.schwab_payloads import (
     flatten_orders,
     ok_json,
     parse_balance,
+    parse_candle,
     parse_market_hours,
     parse_order,
     parse_position,
     parse_quote,
     parse_transaction,
+    price_history_params,
     quote_problem,
     schwab_time,
     submitted_order,
@@ -326,6 +330,12 @@ class SchwabClient(Broker):
         """US equity hours on ``at``'s New York date (every Schwab symbol shares them)."""
         body = self._get("/marketdata/v1/markets", {"markets": "equity", "date": eastern_date(at)})
         return parse_market_hours(body or {}, at)
+
+    def candles(self, symbol: str, interval: CandleInterval, start: datetime, end: datetime) -> list[Candle]:
+        """Regular-session bars from GET /marketdata/v1/pricehistory (no hourly bars at Schwab)."""
+        body = self._get("/marketdata/v1/pricehistory", price_history_params(symbol.upper(), interval, start, end))
+        bars = [parse_candle(row) for row in (body or {}).get("candles") or []]
+        return sorted((bar for bar in bars if start <= bar.time < end), key=lambda bar: bar.time)
 
     def transactions(self, account_id: str, since: datetime, until: datetime) -> list[Transaction]:
         """Trade transactions in a window."""

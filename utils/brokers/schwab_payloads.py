@@ -17,7 +17,18 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-from utils.brokers.base import Balance, BrokerOrder, BrokerPosition, Fill, MarketHours, OrderRequest, Quote, Transaction
+from utils.brokers.base import (
+    Balance,
+    BrokerOrder,
+    BrokerPosition,
+    Candle,
+    CandleInterval,
+    Fill,
+    MarketHours,
+    OrderRequest,
+    Quote,
+    Transaction,
+)
 from utils.enums import OrderSide, OrderStatus, OrderType, TimeInForce
 from utils.exceptions import (
     BrokerAPIError,
@@ -71,6 +82,14 @@ SCHWAB_STATUS_FILTER = {ours: theirs for theirs, ours in _DIRECT_STATUSES.items(
     OrderStatus.PARTIALLY_FILLED: "WORKING",
 }
 _LOCATION_ORDER_ID = re.compile(r"/orders/(\d+)/?$")
+# Our bar length -> pricehistory's (periodType, frequencyType, frequency); start/end dates bound the window.
+PRICE_HISTORY_FREQUENCIES = {
+    CandleInterval.ONE_MINUTE: ("day", "minute", 1),
+    CandleInterval.FIVE_MINUTES: ("day", "minute", 5),
+    CandleInterval.FIFTEEN_MINUTES: ("day", "minute", 15),
+    CandleInterval.THIRTY_MINUTES: ("day", "minute", 30),
+    CandleInterval.ONE_DAY: ("year", "daily", 1),
+}
 
 
 # ---------------------------------------------------------------------------- requests
@@ -145,6 +164,26 @@ def schwab_time(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("datetimes must be timezone-aware")
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def price_history_params(symbol: str, interval: CandleInterval, start: datetime, end: datetime) -> dict[str, str]:
+    """Query of GET /marketdata/v1/pricehistory: regular session only, dates in epoch milliseconds."""
+    period_type, frequency_type, frequency = PRICE_HISTORY_FREQUENCIES[interval]
+    return {
+        "symbol": symbol,
+        "periodType": period_type,
+        "frequencyType": frequency_type,
+        "frequency": str(frequency),
+        "startDate": str(_epoch_ms(start)),
+        "endDate": str(_epoch_ms(end)),
+        "needExtendedHoursData": "false",
+    }
+
+
+def _epoch_ms(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError("datetimes must be timezone-aware")
+    return int((moment - EPOCH).total_seconds() * 1000)
 
 
 # ---------------------------------------------------------------------------- answers
@@ -283,6 +322,12 @@ def parse_quote(symbol: str, body: Mapping[str, Any]) -> Quote:
         mark=dec(quote["mark"]),
         time=parse_time(quote.get("quoteTime", quote.get("tradeTime"))),
     )
+
+
+def parse_candle(row: Mapping[str, Any]) -> Candle:
+    """One pricehistory bar: prices as numbers, ``datetime`` in epoch milliseconds."""
+    prices = {name: dec(row.get(name), name) for name in ("open", "high", "low", "close")}
+    return Candle(time=parse_time(row.get("datetime")), volume=dec(row.get("volume", 0), "volume"), **prices)
 
 
 def parse_balance(account: Mapping[str, Any]) -> Balance:

@@ -30,6 +30,7 @@ from utils.exceptions import (
 from utils.extensions import db
 from utils.money import utcnow
 from utils.observability import get_logger
+from utils.risk.engine import RiskDecision
 from utils.risk.inputs import OrderIntent, RiskSnapshot
 from utils.rowlock import claimed
 from utils.services import (
@@ -75,14 +76,28 @@ def place_order(user: User, ticket: OrderTicket) -> Order:
     return order
 
 
-def _pass_entry_gate(user: User, connection: BrokerConnection, ticket: OrderTicket) -> Quote | None:
-    """Whole shares where the broker wants them, then the risk engine with a fresh quote; a refusal
-    is told to the user and raised. Returns the quote the decision used."""
+def preview_order(user: User, ticket: OrderTicket) -> RiskDecision:
+    """What the risk engine would decide for this entry now, with the projected exposure; stores,
+    audits and sends nothing (the order ticket's Preview). Bad input raises as ``place_order`` does."""
+    ticket = order_tickets.validated(ticket)
+    connection = usable_connection(user, ticket.connection_id)
+    intent, quote, is_open = _entry_inputs(connection, ticket)
+    return risk.preview(user, connection.id, intent, quote, is_open)
+
+
+def _entry_inputs(connection: BrokerConnection, ticket: OrderTicket) -> tuple[OrderIntent, Quote | None, bool]:
+    """Whole shares where the broker wants them (else raise), then what the risk engine weighs:
+    the intent, a fresh quote and whether the market is open."""
     broker = connections.broker_for(connection)
     order_tickets.check_quantity_precision(broker, ticket.quantity)
-    quote = quote_or_none(broker, ticket.symbol)
-    intent = order_tickets.intent_of(ticket)
-    decision = risk.evaluate(user, connection.id, intent, quote, market_open(broker, ticket.symbol))
+    return order_tickets.intent_of(ticket), quote_or_none(broker, ticket.symbol), market_open(broker, ticket.symbol)
+
+
+def _pass_entry_gate(user: User, connection: BrokerConnection, ticket: OrderTicket) -> Quote | None:
+    """The risk engine on the entry's inputs; a refusal is told to the user and raised. Returns the
+    quote the decision used."""
+    intent, quote, is_open = _entry_inputs(connection, ticket)
+    decision = risk.evaluate(user, connection.id, intent, quote, is_open)
     if not decision.allowed:
         message = f"{ticket.symbol}: order refused by your risk limits. " + " ".join(decision.reasons)
         notifications.notify(user.id, "risk_rejected", message, level="warning")

@@ -94,8 +94,11 @@ def _mark(position: Position, quote: Quote | None) -> Mark:
     return Mark(quote.bid if position.quantity > 0 else quote.ask, pnl)
 
 
-def close_position(user: User, trade_id: int) -> Order:
-    """Close one of the user's trades at market (commit, audit); the caller sends the exit."""
+def close_position(user: User, trade_id: int, *, actor: User | None = None, reason: str = "") -> Order:
+    """Close one of the user's trades at market (commit, audit); the caller sends the exit.
+
+    ``actor`` and ``reason`` name an admin acting for the user (default: the trader themselves).
+    """
     trade = _own_trade(user, trade_id)
     if trade_book.open_quantity(trade) <= 0:
         raise ConflictError("Nothing is open on this trade.")
@@ -105,7 +108,7 @@ def close_position(user: User, trade_id: int) -> Order:
         broker = connections.broker_for(orders.connection_of(trade))
         if not protection.cancel_protection(trade, broker):
             raise ConflictError("The broker's stop for this position filled or is still being cancelled; look again.")
-    exit_order = orders.close_trade(trade, "Closed by the trader.", actor=user)
+    exit_order = orders.close_trade(trade, reason or "Closed by the trader.", actor=actor or user)
     if exit_order is None:
         raise ConflictError("This position is already being closed.")
     return exit_order
@@ -116,20 +119,58 @@ def flatten(user: User, connection_id: int) -> list[int]:
 
     A trade that cannot be closed right now is reported by raising after the others are done.
     """
-    connection = connections.get_connection(user, connection_id)
+    exits, problems = _flatten_connection(user, connections.get_connection(user, connection_id))
+    if problems:
+        raise ConflictError("Some positions could not be closed yet: " + "; ".join(problems), details={"exits": exits})
+    return exits
+
+
+@dataclass(frozen=True)
+class Flattened:
+    """What flattening a whole user did: exit order ids to send, and what could not be closed yet."""
+
+    exits: list[int]
+    problems: list[str]
+
+
+def flatten_user(actor: User, user_id: int, reason: str) -> Flattened:
+    """An admin closes everything a user holds on every connection, for a stated reason (audited).
+
+    Working entries are cancelled first; a trade that cannot be closed right now is reported in
+    ``problems`` while the others still close. The caller sends the exits.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise InvalidInputError("Give a reason for flattening this user.", details={"field": "reason"})
+    owner = db.session.get(User, user_id)
+    if owner is None:
+        raise NotFoundError("No such user.")
+    exits: list[int] = []
+    problems: list[str] = []
+    for connection in owner.connections:
+        found = _flatten_connection(owner, connection, actor=actor, reason=f"Flattened by an admin: {reason}")
+        exits, problems = exits + found[0], problems + found[1]
+    audit.record("admin.user_flatten", actor=actor, subject=owner, details={"reason": reason, "exits": len(exits)})
+    db.session.commit()
+    return Flattened(exits, problems)
+
+
+def _flatten_connection(
+    user: User, connection: BrokerConnection, *, actor: User | None = None, reason: str = ""
+) -> tuple[list[int], list[str]]:
+    """Cancel the connection's working entries, then close its open trades: (exit ids, problems)."""
     cancel_entries(user, connection.id)
     exits, problems = [], []
     for position in open_positions(user, connection.id):
         for trade in position.trades:
             try:
-                exits.append(close_position(user, trade.id).id)
+                exits.append(close_position(user, trade.id, actor=actor, reason=reason).id)
             except ArbionError as exc:
                 problems.append(f"{trade.symbol} (trade {trade.id}): {exc.message}")
-    audit.record("positions.flatten", actor=user, subject=connection, details={"exits": len(exits)})
+    details = {"exits": len(exits), "reason": reason} if reason else {"exits": len(exits)}
+    audit.record("positions.flatten", actor=actor or user, subject=connection, details=details)
     db.session.commit()
-    if problems:
-        raise ConflictError("Some positions could not be closed yet: " + "; ".join(problems), details={"exits": exits})
-    return exits
+    return exits, problems
 
 
 def cancel_entries(user: User, connection_id: int | None = None) -> list[Order]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from flask import current_app
@@ -32,7 +32,7 @@ from utils.exceptions import ArbionError, AuthenticationError, TokenExpiredError
 from utils.extensions import db, redis_client
 from utils.money import utcnow
 from utils.observability import get_logger
-from utils.services import audit, broker_apps, notifications
+from utils.services import audit, broker_apps, notifications, system
 from utils.services.schwab_tokens import ConnectionTokenStore, write_tokens
 from utils.services.throttles import SharedWriteThrottle
 
@@ -41,6 +41,8 @@ RECONNECT_DETAIL = "The Schwab login has expired. Connect again to keep trading 
 # Schwab's order-write limit is per app: every connection shares one window (in Redis when set).
 _throttles: dict[int, WriteThrottle] = {}
 SCHWAB_WRITES_KEY = "arbion:throttle:schwab-order-writes"
+# Where keep_logins_alive leaves its last report for the admin status page.
+UPKEEP_STATUS_KEY = "schwab_login_upkeep"
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ def keep_logins_alive() -> LoginUpkeep:
     )
     for connection in list(db.session.scalars(statement.order_by(BrokerConnection.id))):
         _keep_alive(connection, report)
+    system.store_status(UPKEEP_STATUS_KEY, {"ran_at": utcnow().isoformat(timespec="seconds"), **asdict(report)})
+    db.session.commit()
     return report
 
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from flask import current_app
+from kombu.exceptions import ChannelError
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from models import Heartbeat
+from models import Heartbeat, SystemSetting
 from utils.encryption import Encryptor
 from utils.exceptions import ConfigurationError
 from utils.extensions import db
 from utils.money import utcnow
+from utils.services.trading_state import upsert
 
 BROKER_CHECK_TIMEOUT_SECONDS = 2.0
 
@@ -29,6 +32,40 @@ def record_heartbeat(component: str, hostname: str) -> None:
     )
     db.session.execute(statement)
     db.session.commit()
+
+
+def store_status(key: str, value: dict[str, Any]) -> None:
+    """Keep a background job's latest report (a JSON SystemSetting); the caller commits."""
+    upsert(SystemSetting, {"key": key, "value": value, "updated_by_id": None}, [SystemSetting.key])
+
+
+def read_status(key: str) -> dict[str, Any]:
+    """A report kept by ``store_status``, or {} when there is none yet."""
+    setting = db.session.get(SystemSetting, key)
+    return dict(setting.value) if setting is not None and isinstance(setting.value, dict) else {}
+
+
+def queue_depths() -> dict[str, int] | None:
+    """Messages waiting in each Celery queue (Redis: LLEN; the embedded transport: its messages
+    table), or None when the Celery broker cannot be reached."""
+    celery_app = current_app.extensions["celery"]
+    depths = {}
+    try:
+        with celery_app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=BROKER_CHECK_TIMEOUT_SECONDS)
+            channel = connection.default_channel
+            for name in sorted(celery_app.amqp.queues):
+                depths[name] = _queue_size(channel, name)
+    except Exception:  # noqa: BLE001 - kombu raises transport-specific errors; any means "unknown".
+        return None
+    return depths
+
+
+def _queue_size(channel: Any, name: str) -> int:
+    try:
+        return int(channel.queue_declare(queue=name, passive=True).message_count)
+    except ChannelError:  # Redis drops an empty list's key: the queue exists only while non-empty
+        return 0
 
 
 def list_heartbeats() -> list[Heartbeat]:

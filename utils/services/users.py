@@ -8,8 +8,25 @@ from dataclasses import dataclass
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 
-from models import User
-from utils.enums import Role
+from models import (
+    ApiToken,
+    AuditLog,
+    BrokerApp,
+    BrokerConnection,
+    DriftAlert,
+    Fill,
+    Notification,
+    Order,
+    PaperAccount,
+    PaperOrder,
+    PaperPosition,
+    RecoveryCode,
+    RiskSettings,
+    SystemSetting,
+    Trade,
+    User,
+)
+from utils.enums import LIVE_ORDER_STATUSES, Role, TradeStatus
 from utils.exceptions import AuthenticationRequiredError, ConflictError, InvalidInputError, NotFoundError
 from utils.extensions import db
 from utils.money import utcnow
@@ -19,6 +36,7 @@ from utils.services import audit
 
 log = get_logger(__name__)
 LOGIN_FAILED_MESSAGE = "Invalid email or password."
+OPEN_TRADE_STATUSES = (TradeStatus.OPEN, TradeStatus.PARTIALLY_FILLED, TradeStatus.CLOSING)
 
 
 def normalise_email(email: str) -> str:
@@ -87,10 +105,20 @@ def authenticate(email: str, password: str) -> User:
         raise AuthenticationRequiredError(LOGIN_FAILED_MESSAGE)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    user.last_login_at = utcnow()
-    audit.record("auth.login", actor=user, subject=user)
-    db.session.commit()
+    if user.totp_secret_encrypted is not None:
+        # Half way: services.two_factor.finish_sign_in completes (and records) the login.
+        audit.record("auth.password_ok", actor=user, subject=user)
+        db.session.commit()
+        return user
+    record_login(user)
     return user
+
+
+def record_login(user: User, method: str = "password") -> None:
+    """Note a completed login (time and audit entry) and commit."""
+    user.last_login_at = utcnow()
+    audit.record("auth.login", actor=user, subject=user, details={"method": method})
+    db.session.commit()
 
 
 def user_for_session(session_id: str) -> User | None:
@@ -119,6 +147,28 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
     _set_password(user, new_password)
     audit.record("user.password_change", actor=user, subject=user)
     db.session.commit()
+
+
+def update_profile(user: User, display_name: str, email: str, current_password: str = "") -> User:
+    """Change one's own name and email; a new email needs the current password. Commit and audit."""
+    email = normalise_email(email)
+    changes: dict[str, str] = {}
+    if email != user.email:
+        if not verify_password(user.password_hash, current_password):
+            raise InvalidInputError(
+                "Enter your current password to change your email.", details={"field": "current_password"}
+            )
+        if find_by_email(email) is not None:
+            raise ConflictError("A user with that email already exists.", details={"field": "email"})
+        changes["email"] = email
+    if display_name.strip()[:120] != user.display_name:
+        changes["display_name"] = display_name.strip()[:120]
+    for name, value in changes.items():
+        setattr(user, name, value)
+    if changes:
+        audit.record("user.profile_update", actor=user, subject=user, details={"changed": sorted(changes)})
+        db.session.commit()
+    return user
 
 
 def _set_password(user: User, password: str) -> None:
@@ -168,6 +218,64 @@ def reset_password(actor: User, user_id: int) -> str:
     audit.record("admin.user_password_reset", actor=actor, subject=user)
     db.session.commit()
     return temporary
+
+
+def delete_user(actor: User, user_id: int) -> str:
+    """Delete an account and everything it owns; returns its email. Refused for oneself, the last
+    active superadmin, and anyone with open positions or working orders (close those first)."""
+    user = get_user(user_id)
+    if user.id == actor.id:
+        raise ConflictError("You cannot delete yourself.")
+    if user.role == Role.SUPERADMIN and user.active:
+        _keep_one_superadmin(user)
+    if (busy := _open_business(user)) is not None:
+        raise ConflictError(f"{user.email} still has {busy}: flatten or cancel them first, then delete.")
+    email = user.email
+    audit.record("admin.user_delete", actor=actor, subject=user, details={"email": email, "role": user.role.value})
+    db.session.flush()
+    db.session.expunge(user)
+    _purge_rows(user_id)
+    db.session.commit()
+    return email
+
+
+def _open_business(user: User) -> str | None:
+    """Why the user cannot be deleted yet ("2 open position(s)"), or None."""
+    open_trades = db.session.scalar(
+        db.select(db.func.count(Trade.id)).where(Trade.user_id == user.id, Trade.status.in_(OPEN_TRADE_STATUSES))
+    )
+    live_orders = db.session.scalar(
+        db.select(db.func.count(Order.id)).where(Order.user_id == user.id, Order.status.in_(LIVE_ORDER_STATUSES))
+    )
+    reasons = [f"{open_trades} open position(s)"] if open_trades else []
+    reasons += [f"{live_orders} working order(s)"] if live_orders else []
+    return " and ".join(reasons) or None
+
+
+def _purge_rows(user_id: int) -> None:
+    """Delete the user's rows children first, so it works with or without enforced cascades (SQLite)."""
+    connection_ids = db.select(BrokerConnection.id).where(BrokerConnection.user_id == user_id)
+    account_ids = db.select(PaperAccount.id).where(PaperAccount.connection_id.in_(connection_ids))
+    order_ids = db.select(Order.id).where(Order.user_id == user_id)
+    for model, condition in (
+        (Fill, Fill.order_id.in_(order_ids)),
+        (Order, Order.user_id == user_id),
+        (Trade, Trade.user_id == user_id),
+        (DriftAlert, DriftAlert.user_id == user_id),
+        (PaperOrder, PaperOrder.account_id.in_(account_ids)),
+        (PaperPosition, PaperPosition.account_id.in_(account_ids)),
+        (PaperAccount, PaperAccount.connection_id.in_(connection_ids)),
+        (BrokerConnection, BrokerConnection.user_id == user_id),
+        (Notification, Notification.user_id == user_id),
+        (RiskSettings, RiskSettings.user_id == user_id),
+        (ApiToken, ApiToken.user_id == user_id),
+        (RecoveryCode, RecoveryCode.user_id == user_id),
+    ):
+        db.session.execute(db.delete(model).where(condition).execution_options(synchronize_session=False))
+    for column in (AuditLog.actor_id, BrokerApp.updated_by_id, SystemSetting.updated_by_id):
+        statement = db.update(column.class_).where(column == user_id).values({column.key: None})
+        db.session.execute(statement.execution_options(synchronize_session=False))
+    db.session.execute(db.delete(User).where(User.id == user_id).execution_options(synchronize_session=False))
 
 
 def search_users(query: str = "", limit: int = 200) -> list[User]:

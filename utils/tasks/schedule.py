@@ -15,6 +15,7 @@ TASK_MODULES = (
     "utils.tasks.monitoring",
     "utils.tasks.reconciliation",
     "utils.tasks.notifications",
+    "utils.tasks.portfolio",
 )
 
 # Periodic tasks: (beat entry, task name, setting holding the interval in seconds).
@@ -25,6 +26,7 @@ EVERY_FEW_SECONDS = (
     ("reconcile-brokers", "reconcile.all", "RECONCILE_INTERVAL"),
     ("keep-schwab-logins-alive", "connections.keep_schwab_logins_alive", "SCHWAB_TOKEN_UPKEEP_INTERVAL"),
     ("deliver-webhooks", "notifications.deliver_webhooks", "WEBHOOK_INTERVAL"),
+    ("snapshot-equity", "portfolio.snapshot_equity", "EQUITY_SNAPSHOT_INTERVAL"),
 )
 
 
@@ -40,6 +42,12 @@ def build_beat_schedule(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         "purge-old-audit-logs": {
             "task": "maintenance.purge_old_audit_logs",
             "schedule": crontab(hour=3, minute=17),
+        },
+        "check-broker-apis": {
+            "task": "connections.check_broker_apis",
+            "schedule": crontab(minute=41),
+            # An hourly check that waited a whole hour is superseded by the next one.
+            "options": {"expires": 3600.0},
         },
     }
     for entry, task, setting in EVERY_FEW_SECONDS:

@@ -26,7 +26,21 @@ def public(view: ViewFunc) -> ViewFunc:
 
 def init_web(app: Flask) -> None:
     """Register the login machinery, the global login guard, error handlers and blueprints."""
-    from utils.web import admin, auth, connections, dashboard, errors, health, notifications, positions
+    from utils.web import (
+        account,
+        admin,
+        api,
+        auth,
+        charts,
+        connections,
+        dashboard,
+        errors,
+        health,
+        notifications,
+        orders,
+        positions,
+        tokens,
+    )
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to continue."
@@ -35,8 +49,21 @@ def init_web(app: Flask) -> None:
     app.before_request(_require_login)
     app.context_processor(_template_globals)
     errors.init_error_handlers(app)
-    for blueprint in (health.bp, auth.bp, dashboard.bp, connections.bp, positions.bp, notifications.bp, admin.bp):
+    for blueprint in (
+        health.bp,
+        auth.bp,
+        dashboard.bp,
+        charts.bp,
+        connections.bp,
+        positions.bp,
+        orders.bp,
+        notifications.bp,
+        account.bp,
+        tokens.bp,
+        admin.bp,
+    ):
         app.register_blueprint(blueprint)
+    api.init_api(app)
 
 
 def _load_user(session_id: str) -> User | None:
@@ -44,11 +71,14 @@ def _load_user(session_id: str) -> User | None:
 
 
 def _require_login() -> Any:
-    """Deny by default: a route is public only when its view says so."""
+    """Deny by default: a route is public only when its view says so. The REST API's blueprints
+    authenticate every call themselves (token or session) and answer 401 in JSON."""
     if request.endpoint is None or request.endpoint == "static":
         return None
     view = current_app.view_functions.get(request.endpoint)
     if getattr(view, "is_public", False) or current_user.is_authenticated:
+        return None
+    if getattr(current_app.blueprints.get(request.blueprint or ""), "authenticates_itself", False):
         return None
     return login_manager.unauthorized()
 

@@ -1,4 +1,5 @@
-"""Login and logout pages (Flask-Login), rate limited per IP and per account."""
+"""Login (password, then a two-factor code when the user has one) and logout, rate limited per IP
+and per account."""
 
 from __future__ import annotations
 
@@ -6,16 +7,18 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
-from wtforms import EmailField, HiddenField, PasswordField
+from wtforms import EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
+from models import User
 from utils.exceptions import AuthenticationRequiredError
 from utils.extensions import limiter
-from utils.services import users
+from utils.services import two_factor, users
 from utils.web import public
 from utils.web.safety import safe_next
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
+PENDING_SIGN_IN = "two_factor_pending"
 
 
 class LoginForm(FlaskForm):
@@ -24,6 +27,12 @@ class LoginForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=128)])
     next = HiddenField()
+
+
+class CodeForm(FlaskForm):
+    """The second step: a 6-digit code or a recovery code."""
+
+    code = StringField("Code", validators=[DataRequired(), Length(max=40)])
 
 
 def _per_ip_limit() -> str:
@@ -38,8 +47,21 @@ def _account_key() -> str:
     return "login-account:" + request.form.get("email", "").strip().lower()[:254]
 
 
+def _pending_key() -> str:
+    pending = session.get(PENDING_SIGN_IN) or {}
+    return f"two-factor-account:{pending.get('user_id', '')}"
+
+
 def _failed_login(response: object) -> bool:
     return getattr(response, "status_code", 0) == 401
+
+
+def _landing(user: User, next_url: str | None) -> str:
+    """Where a fresh session goes: two-factor enrolment first when the admin policy requires it."""
+    if two_factor.enrolment_required(user):
+        flash("Administrators must turn on two-factor sign-in before using the admin area.", "error")
+        return url_for("account.two_factor")
+    return safe_next(next_url)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -59,8 +81,33 @@ def login() -> ResponseReturnValue:
         flash(exc.message, "error")
         return render_template("auth/login.html", form=form), 401
     session.clear()
+    if two_factor.is_enabled(user):
+        session[PENDING_SIGN_IN] = {**two_factor.pending_sign_in(user), "next": safe_next(form.next.data)}
+        return redirect(url_for("auth.second_step"))
     login_user(user)
-    return redirect(safe_next(form.next.data))
+    return redirect(_landing(user, form.next.data))
+
+
+@bp.route("/two-factor", methods=["GET", "POST"])
+@public
+@limiter.limit(_per_ip_limit, methods=["POST"], scope="two-factor-ip")
+@limiter.limit(_per_account_limit, methods=["POST"], key_func=_pending_key, deduct_when=_failed_login)
+def second_step() -> ResponseReturnValue:
+    """After a correct password: the code from the authenticator app (or a recovery code)."""
+    pending = session.get(PENDING_SIGN_IN)
+    if not pending:
+        return redirect(url_for("auth.login"))
+    form = CodeForm()
+    if not form.validate_on_submit():
+        return render_template("auth/two_factor.html", form=form), 400 if form.errors else 200
+    try:
+        user = two_factor.finish_sign_in(pending, form.code.data)
+    except AuthenticationRequiredError as exc:
+        flash(exc.message, "error")
+        return render_template("auth/two_factor.html", form=form), 401
+    session.clear()
+    login_user(user)
+    return redirect(safe_next(str(pending.get("next", ""))))
 
 
 @bp.post("/logout")

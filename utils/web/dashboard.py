@@ -10,7 +10,7 @@ from wtforms import PasswordField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from utils.exceptions import InvalidInputError
-from utils.services import users
+from utils.services import portfolio, users
 
 bp = Blueprint("dashboard", __name__)
 
@@ -27,8 +27,14 @@ class PasswordChangeForm(FlaskForm):
 
 @bp.get("/")
 def index() -> ResponseReturnValue:
-    """The signed-in user's home page."""
-    return render_template("dashboard/index.html")
+    """The signed-in user's home: money, P&L, trading state, connection health and charts."""
+    return render_template("dashboard/index.html", overview=portfolio.overview(current_user))
+
+
+@bp.get("/overview")
+def overview() -> ResponseReturnValue:
+    """The live part of the home page (htmx refreshes it every few seconds from cached balances)."""
+    return render_template("dashboard/_overview.html", overview=portfolio.overview(current_user))
 
 
 @bp.route("/account/password", methods=["GET", "POST"])

@@ -12,10 +12,17 @@ from utils.exceptions import ArbionError
 Result = TypeVar("Result")
 
 
-def attempt(action: Callable[[], Result], success: str = "") -> Result | None:
-    """Call ``action``; flash its error in words (and return None) or flash ``success``."""
+def attempt(
+    action: Callable[[], Result], success: str = "", *, let_through: tuple[type[ArbionError], ...] = ()
+) -> Result | None:
+    """Call ``action``; flash its error in words (and return None) or flash ``success``.
+
+    Errors of the ``let_through`` types are raised for the error handler instead (a 404 page).
+    """
     try:
         result = action()
+    except let_through:
+        raise
     except ArbionError as exc:
         flash(exc.message, "error")
         return None

@@ -1,9 +1,7 @@
-"""Admin pages about the platform itself: background components and the audit trail."""
+"""Admin pages about the platform itself: status of its parts, reconciliation drift, the audit trail."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 
 from flask import Blueprint, Response, render_template, request
@@ -13,7 +11,8 @@ from wtforms import DateField, StringField
 from wtforms.validators import Length, Optional
 
 from models import AuditLog
-from utils.services import audit, monitor, system
+from utils.services import audit, drift_alerts, platform_status
+from utils.web.csv_export import csv_download
 
 bp = Blueprint("system", __name__, url_prefix="/system")
 AUDIT_EXPORT_LIMIT = 50_000
@@ -21,13 +20,14 @@ AUDIT_EXPORT_LIMIT = 50_000
 
 @bp.get("/")
 def status() -> ResponseReturnValue:
-    """Readiness checks, the heartbeats of worker and beat, and the last stop-loss monitor runs."""
-    return render_template(
-        "admin/system.html",
-        readiness=system.check_readiness(),
-        heartbeats=system.list_heartbeats(),
-        monitor_runs=monitor.recent_runs(),
-    )
+    """Readiness, heartbeats, monitor runs, queue depths, broker API checks, drift and login upkeep."""
+    return render_template("admin/system.html", status=platform_status.overview())
+
+
+@bp.get("/drift")
+def drift() -> ResponseReturnValue:
+    """Open reconciliation drift alerts: where our books and a broker's disagree."""
+    return render_template("admin/drift.html", alerts=drift_alerts.open_drift())
 
 
 @bp.get("/audit")
@@ -58,17 +58,10 @@ class AuditFilterForm(FlaskForm):
     until = DateField("To (UTC)", validators=[Optional()])
 
 
-def _inert(cell: str) -> str:
-    """A cell a spreadsheet will not run as a formula."""
-    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
-
-
 def _csv(entries: list[AuditLog]) -> Response:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["created_at", "actor", "action", "subject_type", "subject_id", "ip_address", "details"])
-    for entry in entries:
-        cells = [
+    header = ["created_at", "actor", "action", "subject_type", "subject_id", "ip_address", "details"]
+    rows = (
+        [
             entry.created_at.isoformat(),
             entry.actor_email,
             entry.action,
@@ -77,7 +70,6 @@ def _csv(entries: list[AuditLog]) -> Response:
             entry.ip_address,
             json.dumps(entry.details, sort_keys=True),
         ]
-        writer.writerow([_inert(cell) for cell in cells])
-    response = Response(buffer.getvalue(), mimetype="text/csv")
-    response.headers["Content-Disposition"] = "attachment; filename=audit-log.csv"
-    return response
+        for entry in entries
+    )
+    return csv_download("audit-log.csv", header, rows)

@@ -1,4 +1,4 @@
-"""Admin pages for user accounts: list, create, role, activation, password reset."""
+"""Admin pages for user accounts: list, create, role, activation, password reset, delete, flatten."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from wtforms.validators import DataRequired, Length, Optional
 
 from utils.enums import Role
 from utils.exceptions import ConflictError, InvalidInputError
-from utils.services import trading_state, users
+from utils.services import positions, trading_state, users
+from utils.tasks.trading import submit_order
 from utils.web.admin.trading import ActionForm, TradingStateForm, limit_rows
 from utils.web.feedback import attempt
 
@@ -37,6 +38,13 @@ class RoleForm(FlaskForm):
 
 class ConfirmForm(FlaskForm):
     """A bare form: its CSRF token confirms the action came from our page."""
+
+
+class FlattenForm(FlaskForm):
+    """Why the admin closes everything the user holds (kept in the audit log)."""
+
+    # Not "reason": the trading-state form on the same page has a field with that id.
+    flatten_reason = StringField("Reason", validators=[DataRequired(), Length(max=300)])
 
 
 @bp.get("/")
@@ -77,6 +85,7 @@ def detail(user_id: int) -> ResponseReturnValue:
         user=user,
         role_form=RoleForm(role=user.role.value),
         confirm_form=ConfirmForm(),
+        flatten_form=FlattenForm(),
         trading_status=status,
         trading_form=TradingStateForm(state=status.state.value, reason=status.reason),
         limits=limit_rows(user),
@@ -112,3 +121,32 @@ def reset_password(user_id: int) -> ResponseReturnValue:
     """Set a random password and show it once, on this response only."""
     temporary = users.reset_password(current_user, user_id)
     return render_template("admin/password_reset.html", user=users.get_user(user_id), password=temporary)
+
+
+@bp.post("/<int:user_id>/delete")
+def delete(user_id: int) -> ResponseReturnValue:
+    """Delete the account (refused, with the reason, for oneself, the last superadmin, or open trading)."""
+    if not ConfirmForm().validate_on_submit():
+        return redirect(url_for("admin.users.detail", user_id=user_id))
+    email = attempt(lambda: users.delete_user(current_user, user_id))
+    if email is None:
+        return redirect(url_for("admin.users.detail", user_id=user_id))
+    flash(f"Deleted {email}.", "info")
+    return redirect(url_for("admin.users.index"))
+
+
+@bp.post("/<int:user_id>/flatten")
+def flatten(user_id: int) -> ResponseReturnValue:
+    """Cancel the user's working entries and close every position at market, for a stated reason."""
+    form = FlattenForm()
+    if not form.validate_on_submit():
+        flash("Give a reason for flattening this user.", "error")
+        return redirect(url_for("admin.users.detail", user_id=user_id))
+    result = attempt(lambda: positions.flatten_user(current_user, user_id, form.flatten_reason.data))
+    if result is not None:
+        for exit_id in result.exits:
+            submit_order.delay(exit_id)
+        flash(f"Flattening: {len(result.exits)} exit order(s) sent.", "info")
+        for problem in result.problems:
+            flash(f"Not closed yet: {problem}", "error")
+    return redirect(url_for("admin.users.detail", user_id=user_id))
