@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LOCAL_ENV := instance/local.env
 FLASK := $(BIN)/flask --app app
 
-.PHONY: run test lint format install clean-local sandbox-schwab sandbox-coinbase
+.PHONY: run test lint format install clean-local sandbox-schwab sandbox-coinbase screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ sandbox-coinbase: $(STAMP) $(LOCAL_ENV) ## Fake Coinbase API on 127.0.0.1:8701; 
 
 test: $(STAMP) ## Run the whole suite (PostgreSQL/Redis when TEST_DATABASE_URL/TEST_REDIS_URL are set)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+screenshots: $(STAMP) ## Save PNGs of the main pages into docs/screenshots/ (Debian chromium: apt-get install -y chromium)
+	$(BIN)/python -m pytest tests/browser/screenshots.py -p no:cacheprovider -q $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .

@@ -93,7 +93,19 @@
     // The logo on the chart would need an inline <style> (refused by our CSP): the page carries
     // the TradingView attribution and link instead, as the licence's NOTICE asks.
     var chart = charts.createChart(element, { autoSize: true, layout: { attributionLogo: false }, timeScale: { timeVisible: true } });
-    var series = chart.addSeries(charts.CandlestickSeries, { upColor: COLORS.ok, downColor: COLORS.bad, wickUpColor: COLORS.ok, wickDownColor: COLORS.bad, borderVisible: false });
+    var levels = body.levels.map(function (level) { return Number(level.price); });
+    var series = chart.addSeries(charts.CandlestickSeries, {
+      upColor: COLORS.ok, downColor: COLORS.bad, wickUpColor: COLORS.ok, wickDownColor: COLORS.bad, borderVisible: false,
+      // Keep the stop and take-profit lines in view even when the market is far from them.
+      autoscaleInfoProvider: function (original) {
+        var scale = original();
+        if (scale !== null && levels.length) {
+          scale.priceRange.minValue = Math.min.apply(null, levels.concat(scale.priceRange.minValue));
+          scale.priceRange.maxValue = Math.max.apply(null, levels.concat(scale.priceRange.maxValue));
+        }
+        return scale;
+      },
+    });
     series.setData(body.candles.map(function (candle) {
       return {
         time: Math.floor(Date.parse(candle.time) / 1000),
