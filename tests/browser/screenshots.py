@@ -14,7 +14,7 @@ from decimal import Decimal
 from playwright.sync_api import Page
 
 from models import BrokerConnection, Order, User
-from tests.browser.helpers import PageFactory, log_in, reload_until
+from tests.browser.helpers import PageFactory, fill_ticket, log_in, reload_until
 from tests.processes import ROOT
 from tests.support import make_user
 from tests.trading_support import add_snapshot, add_trade, ask, ticket
@@ -30,7 +30,6 @@ TRADER_PAGES = (
     ("dashboard", "/"),
     ("positions", "/positions/"),
     ("orders", "/orders/"),
-    ("order-ticket", "/orders/new"),
     ("price-chart", "/charts/{connection}/BTC-USD"),
     ("notifications", "/notifications/"),
     ("connections", "/connections/"),
@@ -74,6 +73,16 @@ def shoot(page: Page, name: str, path: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+def shoot_ticket(page: Page, paper: BrokerConnection) -> None:
+    """The order ticket with its risk preview showing."""
+    stop = (ask(paper, "ETH-USD") * Decimal("0.96")).quantize(Decimal("0.01"))
+    fill_ticket(page, symbol="ETH-USD", quantity="2", order_type="limit", limit_price=str(ask(paper, "ETH-USD")))
+    page.locator("#stop_loss_price").fill(str(stop))
+    page.locator("#preview").click()
+    page.locator("#preview-rules").wait_for()
+    page.screenshot(path=str(SHOTS / "order-ticket.png"), full_page=True)
+
+
 def test_screenshots(open_page: PageFactory, paper: BrokerConnection) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     trader = paper.user
@@ -93,6 +102,7 @@ def test_screenshots(open_page: PageFactory, paper: BrokerConnection) -> None:
     reload_until(page, page.locator(".protection-native"), "protected positions")
     for name, path in TRADER_PAGES:
         shoot(page, name, path.format(connection=paper.id))
+    shoot_ticket(page, paper)
 
     admin_page = open_page()
     log_in(admin_page, admin.email)
