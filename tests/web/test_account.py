@@ -19,7 +19,7 @@ def test_the_profile_shows_name_email_and_the_security_links(client: FlaskClient
     page = client.get("/account/profile").get_data(as_text=True)
     assert 'id="profile"' in page and 'value="trader@example.com"' in page
     assert 'href="/account/password" id="link-password"' in page
-    assert 'href="/account/tokens" id="link-tokens"' in page
+    assert 'href="/account/tokens/" id="link-tokens"' in page
     assert 'href="/account/two-factor" id="link-two-factor"' in page and "Two-factor sign-in</a>: off" in page
     assert 'href="/account/profile" id="nav-account"' in page
 
