@@ -276,7 +276,10 @@ class Trade(db.Model):  # type: ignore[name-defined]
     """One entry and its exits, with the original system's tracking fields."""
 
     __tablename__ = "trades"
-    __table_args__ = (sa.Index("ix_trades_user_status", "user_id", "status"),)
+    __table_args__ = (
+        sa.Index("ix_trades_user_status", "user_id", "status"),
+        sa.CheckConstraint("trailing_stop_offset IS NULL OR trailing_stop_percent IS NULL", name="one_trail_unit"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
@@ -301,9 +304,11 @@ class Trade(db.Model):  # type: ignore[name-defined]
     stop_loss_order_id: Mapped[str | None] = mapped_column(sa.String(64))
     take_profit_price: Mapped[Decimal | None] = mapped_column(Money())
     take_profit_order_id: Mapped[str | None] = mapped_column(sa.String(64))
+    # A trailing stop trails by an amount (price units) or by a percent of the anchor, never both.
     trailing_stop_offset: Mapped[Decimal | None] = mapped_column(Money())
+    trailing_stop_percent: Mapped[Decimal | None] = mapped_column(Money())
     # The best price seen since entry (highest bid for a long, lowest ask for a short): the
-    # trailing stop sits trailing_stop_offset behind it and only ever moves in the trade's favour.
+    # trailing stop sits its offset (or percent) behind it and only ever moves in the trade's favour.
     trail_anchor: Mapped[Decimal | None] = mapped_column(Money())
     protection_detail: Mapped[str] = mapped_column(sa.String(500), nullable=False, default="")
     # When the monitor first saw the stop, take-profit or trailing stop crossed.
@@ -338,6 +343,7 @@ class Order(db.Model):  # type: ignore[name-defined]
     __table_args__ = (
         sa.UniqueConstraint("user_id", "idempotency_key", name="uq_orders_user_id_idempotency_key"),
         sa.Index("ix_orders_connection_status", "connection_id", "status"),
+        sa.CheckConstraint("trail_offset IS NULL OR trail_percent IS NULL", name="one_trail_unit"),
         # At most one live exit per trade: the database itself refuses a second close, whoever asks.
         sa.Index(
             "uq_orders_one_active_exit",
@@ -368,6 +374,7 @@ class Order(db.Model):  # type: ignore[name-defined]
     limit_price: Mapped[Decimal | None] = mapped_column(Money())
     stop_price: Mapped[Decimal | None] = mapped_column(Money())
     trail_offset: Mapped[Decimal | None] = mapped_column(Money())
+    trail_percent: Mapped[Decimal | None] = mapped_column(Money())
     filled_quantity: Mapped[Decimal] = mapped_column(Money(), nullable=False, default=Decimal(0))
     average_fill_price: Mapped[Decimal | None] = mapped_column(Money())
     remaining_quantity: Mapped[Decimal | None] = mapped_column(Money())
@@ -500,6 +507,7 @@ class PaperOrder(db.Model):  # type: ignore[name-defined]
         sa.UniqueConstraint("account_id", "client_order_id", name="uq_paper_orders_account_id_client_order_id"),
         sa.Index("ix_paper_orders_account_status", "account_id", "status"),
         sa.Index("ix_paper_orders_account_created", "account_id", "created_at"),
+        sa.CheckConstraint("trail_offset IS NULL OR trail_percent IS NULL", name="one_trail_unit"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -516,6 +524,7 @@ class PaperOrder(db.Model):  # type: ignore[name-defined]
     limit_price: Mapped[Decimal | None] = mapped_column(Money())
     stop_price: Mapped[Decimal | None] = mapped_column(Money())
     trail_offset: Mapped[Decimal | None] = mapped_column(Money())
+    trail_percent: Mapped[Decimal | None] = mapped_column(Money())
     trail_anchor: Mapped[Decimal | None] = mapped_column(Money())
     triggered: Mapped[bool] = mapped_column(nullable=False, default=False)
     filled_quantity: Mapped[Decimal] = mapped_column(Money(), nullable=False, default=Decimal(0))

@@ -1,4 +1,5 @@
-"""Money and time column types that keep Decimal exact and datetimes in UTC on every backend.
+"""Money and time column types that keep Decimal exact and datetimes in UTC on every backend, and
+the two text forms a Decimal is shown in (plain and dollars), so no float ever formats money.
 
 SQLite's NUMERIC affinity silently turns values into floats, so on SQLite money is stored as
 TEXT; PostgreSQL gets a real Numeric(28, 10).
@@ -28,6 +29,24 @@ def to_decimal(value: Any) -> Decimal:
         return Decimal(str(value).strip())
     except InvalidOperation as exc:
         raise ValueError(f"not a decimal number: {value!r}") from exc
+
+
+def decimal_text(value: Decimal) -> str:
+    """A Decimal without exponent or trailing zeros: 0.0100000000 -> "0.01", 100.00 -> "100"."""
+    return format(value.normalize(), "f")
+
+
+def usd(amount: Decimal) -> str:
+    """Money as a trader reads it: "$12,500.00", "-$3.10"."""
+    sign = "-" if amount < 0 else ""
+    return f"{sign}${abs(amount):,.2f}"
+
+
+def trail_distance(anchor: Decimal, amount: Decimal | None, percent: Decimal | None) -> Decimal:
+    """How far a trailing stop sits from its anchor: the amount, else ``percent`` of the anchor."""
+    if amount is not None:
+        return amount
+    return anchor * (percent or Decimal(0)) / 100
 
 
 def utcnow() -> datetime:

@@ -363,6 +363,7 @@ def test_stop_limit_orders_carry_the_stop_direction_of_their_side(cb: Harness, s
     [
         limit(order_type=OrderType.STOP, stop_price=Decimal("45000")),
         limit(order_type=OrderType.TRAILING_STOP, trail_offset=Decimal("100")),
+        limit(order_type=OrderType.TRAILING_STOP, trail_percent=Decimal("2")),
         limit(side=OrderSide.SELL_SHORT),
     ],
 )

@@ -40,6 +40,7 @@ def req(
     stop: str | None = None,
     trail: str | None = None,
     client_order_id: str | None = None,
+    percent: str | None = None,
 ) -> OrderRequest:
     """A compact order request builder; each call gets a fresh client order id unless given one."""
     return OrderRequest(
@@ -52,6 +53,7 @@ def req(
         limit_price=D(limit) if limit else None,
         stop_price=D(stop) if stop else None,
         trail_offset=D(trail) if trail else None,
+        trail_percent=D(percent) if percent else None,
     )
 
 
@@ -164,17 +166,26 @@ def test_stop_limit_triggers_then_rests_as_limit_when_price_gaps_through(broker,
     assert broker.get_order(ACCOUNT, order.broker_order_id).average_fill_price == D("96.00")
 
 
-def test_trailing_stop_sell_ratchets_its_anchor_up_only_and_triggers(broker, prices, store):
+@pytest.mark.parametrize(
+    ("trail", "bids", "high", "fills_at"),
+    [
+        ({"trail": "2.00"}, ("103.00", "105.00", "104.00", "103.01"), "105.00", "103.00"),  # 105.00 - 2.00
+        ({"percent": "2"}, ("103.00", "110.00", "108.00", "107.81"), "110.00", "107.80"),  # 110.00 * (1 - 2/100)
+    ],
+)
+def test_trailing_stop_sell_ratchets_its_anchor_up_only_and_triggers(
+    broker, prices, store, trail, bids, high, fills_at
+):
     broker.place_order(ACCOUNT, req(quantity="10"))
-    order = broker.place_order(ACCOUNT, req(SELL, "10", OrderType.TRAILING_STOP, trail="2.00"))
-    for bid in ("103.00", "105.00", "104.00", "103.01"):
+    order = broker.place_order(ACCOUNT, req(SELL, "10", OrderType.TRAILING_STOP, **trail))
+    for bid in bids:
         prices.set("AAPL", bid, D(bid) + D("0.02"))
         assert broker.get_order(ACCOUNT, order.broker_order_id).status == OrderStatus.WORKING
     anchor = store.find_order(ACCOUNT, order.broker_order_id)
-    assert anchor is not None and anchor.trail_anchor == D("105.00")
-    prices.set("AAPL", "103.00", "103.02")  # 105.00 - 2.00
+    assert anchor is not None and anchor.trail_anchor == D(high)
+    prices.set("AAPL", fills_at, D(fills_at) + D("0.02"))
     filled = broker.get_order(ACCOUNT, order.broker_order_id)
-    assert (filled.status, filled.average_fill_price) == (OrderStatus.FILLED, D("103.00"))
+    assert (filled.status, filled.average_fill_price) == (OrderStatus.FILLED, D(fills_at))
 
 
 def test_trailing_stop_buy_follows_the_lowest_ask(broker, prices):
@@ -185,6 +196,16 @@ def test_trailing_stop_buy_follows_the_lowest_ask(broker, prices):
     assert broker.get_order(ACCOUNT, order.broker_order_id).status == OrderStatus.WORKING
     prices.set("AAPL", "98.00", "98.02")  # lowest ask 97.02 + 1.00
     assert broker.get_order(ACCOUNT, order.broker_order_id).average_fill_price == D("98.02")
+
+
+def test_trailing_stop_buy_by_percent_follows_the_lowest_ask(broker, prices):
+    order = broker.place_order(ACCOUNT, req(order_type=OrderType.TRAILING_STOP, percent="1"))
+    prices.set("AAPL", "97.00", "97.02")
+    broker.process()
+    prices.set("AAPL", "97.97", "97.99")  # under 97.02 * 1.01 = 97.9902
+    assert broker.get_order(ACCOUNT, order.broker_order_id).status == OrderStatus.WORKING
+    prices.set("AAPL", "97.98", "98.00")
+    assert broker.get_order(ACCOUNT, order.broker_order_id).average_fill_price == D("98.00")
 
 
 # ---------------------------------------------------------------------------- liquidity, IOC, FOK
@@ -342,6 +363,9 @@ def test_rejected_replace_leaves_the_old_order_working(broker, store):
         (req(order_type=OrderType.STOP), InvalidOrderError, "needs a stop price"),
         (req(order_type=OrderType.STOP_LIMIT, stop="99"), InvalidOrderError, "needs a limit price"),
         (req(order_type=OrderType.TRAILING_STOP), InvalidOrderError, "needs a trail offset"),
+        (req(order_type=OrderType.TRAILING_STOP, percent="100"), InvalidOrderError, "above 0 and below 100"),
+        (req(order_type=OrderType.TRAILING_STOP, percent="-1"), InvalidOrderError, "above 0 and below 100"),
+        (req(order_type=OrderType.TRAILING_STOP, trail="1.00", percent="1"), InvalidOrderError, "not both"),
         (req(order_type=OrderType.LIMIT, limit="99.001"), InvalidOrderError, "multiple of 0.01"),
         (req(order_type=OrderType.STOP, stop="101", tif=TimeInForce.IOC), InvalidOrderError, "market and limit"),
         (req(client_order_id="x" * 65), InvalidOrderError, "1 to 64 characters"),

@@ -363,6 +363,15 @@ def test_market_hours(env: Env) -> None:
             },
         ),
         (
+            order(OrderSide.SELL, OrderType.TRAILING_STOP, trail_percent=Decimal("2.50")),
+            {
+                "orderType": "TRAILING_STOP",
+                "stopPriceLinkBasis": "LAST",
+                "stopPriceLinkType": "PERCENT",
+                "stopPriceOffset": "2.5",
+            },
+        ),
+        (
             order(symbol="PENY", quantity="100", limit_price=Decimal("0.1234")),
             {"orderType": "LIMIT", "price": "0.1234"},
         ),
@@ -399,6 +408,9 @@ def test_short_and_cover_instructions(env: Env) -> None:
         order(quantity="1.5"),
         order(order_type=OrderType.STOP),
         order(limit_price=Decimal("0")),
+        order(OrderSide.SELL, OrderType.TRAILING_STOP, trail_percent=Decimal(100)),
+        order(OrderSide.SELL, OrderType.TRAILING_STOP, trail_percent=Decimal("1.234")),
+        order(OrderSide.SELL, OrderType.TRAILING_STOP, trail_percent=Decimal(1), trail_offset=Decimal(1)),
     ],
 )
 def test_orders_schwab_cannot_take_are_refused_before_sending(env: Env, request_: OrderRequest) -> None:
@@ -417,25 +429,77 @@ def test_orders_schwab_cannot_take_are_refused_before_sending(env: Env, request_
     ],
 )
 def test_the_fake_refuses_malformed_orders(env: Env, payload_change: dict[str, Any], words: str) -> None:
+    answer = post_raw_order(env, {"orderType": "LIMIT", "price": "190.90"} | payload_change)
+    assert answer.status_code == 400 and words in answer.json()["message"]
+    assert env.state.orders == {}
+
+
+TRAILING = {"orderType": "TRAILING_STOP", "stopPriceLinkBasis": "LAST", "stopPriceLinkType": "PERCENT"}
+
+
+@pytest.mark.parametrize(
+    ("trail", "words"),
+    [
+        ({"stopPriceOffset": "150"}, "percent string above 0 and below 100"),
+        ({"stopPriceOffset": "2.555"}, "2 decimals at most"),
+        ({"stopPriceOffset": 5}, "percent string"),
+        ({"stopPriceOffset": "0"}, "must be above 0"),
+        ({"stopPriceOffset": None}, "take exactly"),
+        ({"stopPriceOffset": "5", "stopPriceLinkType": "TICK"}, "VALUE or PERCENT"),
+        ({"stopPriceOffset": "5", "stopPriceLinkBasis": "SOMETIMES"}, "Invalid stopPriceLinkBasis"),
+        ({"stopPriceOffset": "2.5", "stopPriceLinkType": "VALUE"}, "stopPriceOffset must be a decimal string"),
+        ({"stopPriceOffset": "5", "stopPrice": "180.00"}, "take exactly"),
+    ],
+)
+def test_the_fake_refuses_malformed_trailing_stops(env: Env, trail: dict[str, Any], words: str) -> None:
+    answer = post_raw_order(env, TRAILING | trail, instruction="SELL")
+    assert answer.status_code == 400 and words in answer.json()["message"]
+    assert env.state.orders == {}
+
+
+@pytest.mark.parametrize(
+    ("trail", "holds_at", "fills_at"),
+    [
+        ({"trail_offset": Decimal("2.50")}, "207.51", "207.50"),  # 210.00 - 2.50
+        ({"trail_percent": Decimal(2)}, "205.81", "205.80"),  # 210.00 * (1 - 2/100)
+    ],
+)
+def test_the_fake_trails_the_last_price_by_value_or_percent(
+    env: Env, trail: dict[str, Decimal], holds_at: str, fills_at: str
+) -> None:
+    env.state.set_position(env.account, "MSFT", long="10", avg="150.00")
+    env.state.set_price("MSFT", "200.00")
+    client = env.client()
+    placed = client.place_order(env.account, order(OrderSide.SELL, OrderType.TRAILING_STOP, **trail))
+    for last in ("205.00", "210.00", "208.00", holds_at):
+        env.state.set_price("MSFT", last)
+        assert client.get_order(env.account, placed.broker_order_id).status == OrderStatus.WORKING
+    env.state.set_price("MSFT", fills_at)
+    filled = client.get_order(env.account, placed.broker_order_id)
+    assert (filled.status, filled.filled_quantity, filled.average_fill_price) == (
+        OrderStatus.FILLED,
+        Decimal(10),
+        Decimal(fills_at),
+    )
+
+
+def post_raw_order(env: Env, fields: dict[str, Any], instruction: str = "BUY") -> requests.Response:
+    """POST an order body as given (``None`` drops a field), past the client's own checks."""
     payload = {
         "session": "NORMAL",
         "duration": "DAY",
-        "orderType": "LIMIT",
-        "price": "190.90",
         "orderStrategyType": "SINGLE",
         "orderLegCollection": [
-            {"instruction": "BUY", "quantity": 1, "instrument": {"symbol": "MSFT", "assetType": "EQUITY"}}
+            {"instruction": instruction, "quantity": 1, "instrument": {"symbol": "MSFT", "assetType": "EQUITY"}}
         ],
     }
-    payload = {k: v for k, v in (payload | payload_change).items() if v is not None}
-    answer = requests.post(
+    payload = {k: v for k, v in (payload | fields).items() if v is not None}
+    return requests.post(
         f"{env.server.base_url}/trader/v1/accounts/{env.account}/orders",
         json=payload,
         headers={"Authorization": f"Bearer {env.store.tokens.access_token}"},
         timeout=2,
     )
-    assert answer.status_code == 400 and words in answer.json()["message"]
-    assert env.state.orders == {}
 
 
 @pytest.mark.parametrize("fault", [Fault.READ_TIMEOUT, Fault.DROP_AFTER_ACCEPT, Fault.NO_LOCATION])

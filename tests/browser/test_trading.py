@@ -15,7 +15,7 @@ from tests.trading_support import CRYPTO, ask, ticket
 from tests.venues import eventually
 from utils.enums import OrderPurpose, Role, TradeStatus
 from utils.extensions import db
-from utils.risk.rules import usd
+from utils.money import usd
 from utils.services import orders, paper_market
 from utils.tasks.trading import submit_order
 

@@ -13,6 +13,7 @@ tasks itself while it waits.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -20,7 +21,18 @@ from flask import Flask
 
 from models import AuditLog, Fill, MonitorRun, Order, Trade
 from tests.support import make_user
-from tests.venues import VENUES, Fakes, Venue, closed_trade, eventually, open_venue, orders_of, running_fakes, trade_of
+from tests.venues import (
+    CRYPTO,
+    VENUES,
+    Fakes,
+    Venue,
+    closed_trade,
+    eventually,
+    open_venue,
+    orders_of,
+    running_fakes,
+    trade_of,
+)
 from utils.enums import OrderPurpose, OrderStatus, OrderType, ProtectionMode, TradeStatus
 from utils.extensions import db
 from utils.services import orders, protection, trade_book
@@ -155,3 +167,48 @@ def test_a_broker_stop_that_fired_first_is_never_sold_again(app: Flask, venue: V
     assert venue.market_sells() == 0
     assert venue.sold() == closed.exit_filled_quantity == venue.quantity, "no oversell at the broker"
     assert closed.realized_pnl == venue.expected_pnl()
+
+
+def monitor_runs() -> int:
+    """How many monitor passes have been recorded."""
+    return db.session.scalar(db.select(db.func.count()).select_from(MonitorRun)) or 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("venue", ["coinbase"], indirect=True)
+def test_an_emulated_trailing_stop_by_percent_follows_the_high_and_closes_once(
+    app: Flask, venue: Venue, worker: None
+) -> None:
+    """Coinbase cannot trail: the monitor holds a 2% trailing stop, ratchets it up with the bid and
+    closes the position with one market sell when the bid falls 2% under the high-water mark."""
+    app.config["RISK_REQUIRE_STOP_LOSS"] = False
+    entry = orders.place_order(venue.user, venue.ticket(stop_loss_price=None, trailing_stop_percent=Decimal(2)))
+    trade_id = entry.trade_id
+    assert trade_id is not None
+    submit_order.delay(entry.id)
+
+    def watched() -> Trade | None:
+        trade = trade_of(trade_id)
+        return trade if (trade.status, trade.protection_mode) == (TradeStatus.OPEN, ProtectionMode.EMULATED) else None
+
+    trade = eventually(watched, "the fill, watched by the monitor", nudge=track_orders.delay)
+    assert protection.protective_order(trade) is None, "no broker stop: Coinbase cannot trail"
+
+    venue.fakes.coinbase.set_price(CRYPTO, "55000.00", "55010.00")  # a new high: the trail follows to 53900
+    eventually(lambda: trade_of(trade_id).trail_anchor == Decimal(55000), "the anchor", nudge=stop_loss_cycle.delay)
+    venue.fakes.coinbase.set_price(CRYPTO, "53900.01", "53910.00")  # a cent above the trailing stop
+    runs = monitor_runs()
+    eventually(lambda: monitor_runs() >= runs + 2, "two more monitor cycles", nudge=stop_loss_cycle.delay)
+    assert [o.purpose for o in orders_of(trade_id)] == [OrderPurpose.ENTRY], "inside the trail: held"
+
+    venue.fakes.coinbase.set_price(CRYPTO, "53900.00", "53910.00")  # 55000 * (1 - 2/100)
+    eventually(lambda: the_exit(trade_id), "the monitor's exit at the broker", nudge=stop_loss_cycle.delay)
+    closed = eventually(lambda: closed_trade(trade_id), "the close", nudge=track_orders.delay)
+    assert [(o.purpose, o.status) for o in orders_of(trade_id)] == [
+        (OrderPurpose.ENTRY, OrderStatus.FILLED),
+        (OrderPurpose.EXIT, OrderStatus.FILLED),
+    ]
+    assert venue.market_sells() == 1 and venue.sold() == closed.exit_filled_quantity == venue.quantity
+    assert closed.realized_pnl == venue.expected_pnl() and closed.realized_pnl > 0, "the trail locked in a gain"
+    closing = db.session.scalar(db.select(AuditLog).where(AuditLog.action == "order.exit"))
+    assert closing is not None and "crossed the trailing stop at 53900" in closing.details["reason"]

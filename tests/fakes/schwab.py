@@ -66,6 +66,10 @@ PRICE_HISTORY_FREQUENCIES = {
     ("ytd", "weekly"): {"1"},
 }
 _PRICE_AT_LEAST_ONE = re.compile(r"^[1-9]\d*\.\d{2}$")
+_PERCENT = re.compile(r"^(0|[1-9]\d?)(\.\d{1,2})?$")
+LINK_BASES = {"MANUAL", "BASE", "TRIGGER", "LAST", "BID", "ASK", "ASK_BID", "MARK", "AVERAGE"}
+# The quote field a trailing stop follows, by its stopPriceLinkBasis (others follow the last price).
+TRAIL_QUOTE_FIELDS = {"LAST": "lastPrice", "BID": "bidPrice", "ASK": "askPrice", "MARK": "mark"}
 _PRICE_BELOW_ONE = re.compile(r"^0\.\d{2,4}$")
 
 
@@ -123,10 +127,27 @@ class SchwabFakeState:
         self.set_quote(symbol, lastPrice=Decimal(last), bidPrice=bid_d, askPrice=ask_d, mark=(bid_d + ask_d) / 2)
 
     def set_quote(self, symbol: str, **quote: Any) -> None:
-        """Set a symbol's raw ``quote`` object (for missing or impossible values)."""
+        """Set a symbol's raw ``quote`` object (for missing or impossible values); working trailing
+        stops on the symbol follow it and fill once it crosses them."""
         quote.setdefault("quoteTime", int(time.time() * 1000))
         with self.lock:
             self.quotes[symbol] = quote
+            self._run_trailing_stops(symbol)
+
+    def _run_trailing_stops(self, symbol: str) -> None:
+        for order_id, order in list(self.orders.items()):
+            leg = order["orderLegCollection"][0]
+            if order["orderType"] != "TRAILING_STOP" or order["status"] != "WORKING":
+                continue
+            price = self._trail_price(order) if leg["instrument"]["symbol"] == symbol else None
+            if price is not None and _trail_crossed(order, price):
+                self.fill(order_id, str(order["remainingQuantity"]), str(price))
+
+    def _trail_price(self, order: dict[str, Any]) -> Decimal | None:
+        """The quote price a trailing stop follows, or None without a usable quote."""
+        quote = self.quotes.get(order["orderLegCollection"][0]["instrument"]["symbol"], {})
+        price = quote.get(TRAIL_QUOTE_FIELDS.get(order["stopPriceLinkBasis"], "lastPrice"))
+        return Decimal(str(price)) if isinstance(price, Decimal | int | str) else None
 
     def add_candle(self, symbol: str, at: datetime, ohlc: tuple[str, str, str, str], volume: int = 100) -> None:
         """Record one bar of price history (open, high, low, close); answered as numbers, time in ms."""
@@ -229,6 +250,8 @@ class SchwabFakeState:
             for key in ("price", "stopPrice", "stopPriceOffset"):
                 if key in order:
                     order[key] = Decimal(order[key])
+            if order["orderType"] == "TRAILING_STOP":
+                order["_trailAnchor"] = self._trail_price(order)  # trailing starts from the price at entry
             self.orders[order_id] = order
             return order
 
@@ -526,13 +549,40 @@ def _price_problem(payload: dict[str, Any]) -> str | None:
     present = {key for key in ("price", "stopPrice", *trailing) if key in payload}
     if present != needs:
         return f"{kind} orders take exactly {sorted(needs)}; got {sorted(present)}"
-    if kind == "TRAILING_STOP" and payload["stopPriceLinkType"] not in ("VALUE", "PERCENT"):
-        return "stopPriceLinkType must be VALUE or PERCENT"
+    trail_problem = _trail_problem(payload) if kind == "TRAILING_STOP" else None
+    if trail_problem is not None:
+        return trail_problem
     for key in ("price", "stopPrice", "stopPriceOffset"):
         value = payload.get(key)
+        if key == "stopPriceOffset" and payload.get("stopPriceLinkType") == "PERCENT":
+            continue  # checked as a percent by _trail_problem
         if key in payload and not (isinstance(value, str) and _valid_price(value)):
             return f"{key} must be a decimal string (2 decimals at $1 or above, up to 4 below): {value!r}"
     return None
+
+
+def _trail_problem(payload: dict[str, Any]) -> str | None:
+    """A trailing stop follows a documented basis by a VALUE (a price string) or a PERCENT (0-100)."""
+    if payload["stopPriceLinkBasis"] not in LINK_BASES:
+        return f"Invalid stopPriceLinkBasis: {payload['stopPriceLinkBasis']!r}"
+    if payload["stopPriceLinkType"] not in ("VALUE", "PERCENT"):
+        return "stopPriceLinkType must be VALUE or PERCENT"
+    offset = payload["stopPriceOffset"]
+    if payload["stopPriceLinkType"] == "PERCENT" and not (isinstance(offset, str) and _PERCENT.match(offset)):
+        return f"A PERCENT stopPriceOffset is a percent string above 0 and below 100, 2 decimals at most: {offset!r}"
+    if payload["stopPriceLinkType"] == "PERCENT" and Decimal(offset) <= 0:
+        return f"A PERCENT stopPriceOffset must be above 0: {offset!r}"
+    return None
+
+
+def _trail_crossed(order: dict[str, Any], price: Decimal) -> bool:
+    """Ratchet the order's anchor in its favour, then say whether ``price`` crossed its trail."""
+    selling = order["orderLegCollection"][0]["instruction"] in ("SELL", "SELL_SHORT")
+    anchor = order.get("_trailAnchor") or price
+    anchor = order["_trailAnchor"] = max(anchor, price) if selling else min(anchor, price)
+    offset = order["stopPriceOffset"]
+    distance = anchor * offset / 100 if order["stopPriceLinkType"] == "PERCENT" else offset
+    return price <= anchor - distance if selling else price >= anchor + distance
 
 
 def _valid_price(text: str) -> bool:

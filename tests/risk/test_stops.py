@@ -63,20 +63,25 @@ def test_take_profit_for_long_and_short() -> None:
     assert evaluate(SHORT, at("89.00", "90.01"), NOW, MAX_AGE).action == StopAction.HOLD
 
 
-def test_the_trailing_anchor_follows_a_long_up_and_the_stop_trails_it() -> None:
-    trailing = Protection(PositionSide.LONG, D(1), trailing_stop_offset=D(5), trail_anchor=D(100))
-    up = evaluate(trailing, at("108", "108.02"), NOW, MAX_AGE)
-    assert (up.action, up.trail_anchor, up.anchor_moved, up.trailing_stop_price) == (
-        StopAction.HOLD,
-        D(108),
-        True,
-        D(103),
-    )
+@pytest.mark.parametrize(
+    ("trail", "high", "stop"),
+    [
+        ({"trailing_stop_offset": D(5)}, D(108), D(103)),  # 108 - 5
+        ({"trailing_stop_percent": D(5)}, D(120), D(114)),  # 120 * (1 - 5/100), no longer 95
+    ],
+)
+def test_the_trailing_anchor_follows_a_long_up_and_the_stop_trails_it(
+    trail: dict[str, Decimal], high: Decimal, stop: Decimal
+) -> None:
+    trailing = Protection(PositionSide.LONG, D(1), trail_anchor=D(100), **trail)  # type: ignore[arg-type]
+    up = evaluate(trailing, at(str(high), str(high + D("0.02"))), NOW, MAX_AGE)
+    assert (up.action, up.trail_anchor, up.anchor_moved, up.trailing_stop_price) == (StopAction.HOLD, high, True, stop)
     stored = replace(trailing, trail_anchor=up.trail_anchor)
-    down = evaluate(stored, at("104", "104.02"), NOW, MAX_AGE)
-    assert (down.action, down.trail_anchor, down.anchor_moved) == (StopAction.HOLD, D(108), False)
-    breached = evaluate(stored, at("103", "103.02"), NOW, MAX_AGE)
-    assert (breached.action, breached.trigger_price) == (StopAction.TRAILING_STOP, D(103))
+    down = evaluate(stored, at(str(stop + D("0.01")), str(stop + D("0.03"))), NOW, MAX_AGE)
+    assert (down.action, down.trail_anchor, down.anchor_moved) == (StopAction.HOLD, high, False)
+    breached = evaluate(stored, at(str(stop), str(stop + D("0.02"))), NOW, MAX_AGE)
+    assert (breached.action, breached.trigger_price) == (StopAction.TRAILING_STOP, stop)
+    assert breached.reason == f"The bid {stop} crossed the trailing stop at {stop}."
 
 
 def test_the_trailing_anchor_follows_a_short_down() -> None:
@@ -90,6 +95,16 @@ def test_the_trailing_anchor_follows_a_short_down() -> None:
 def test_a_missing_anchor_starts_at_the_current_price() -> None:
     fresh = evaluate(Protection(PositionSide.LONG, D(1), trailing_stop_offset=D(1)), at("20", "20.1"), NOW, MAX_AGE)
     assert (fresh.trail_anchor, fresh.trailing_stop_price, fresh.action) == (D(20), D(19), StopAction.HOLD)
+
+
+def test_a_percent_trail_follows_a_short_down_and_stops_that_percent_over_the_low_water_mark() -> None:
+    trailing = Protection(PositionSide.SHORT, D(1), trailing_stop_percent=D("2.5"), trail_anchor=D(50))
+    down = evaluate(trailing, at("39.98", "40"), NOW, MAX_AGE)
+    assert (down.trail_anchor, down.trailing_stop_price, down.action) == (D(40), D(41), StopAction.HOLD)
+    stored = replace(trailing, trail_anchor=D(40))
+    assert evaluate(stored, at("40.97", "40.99"), NOW, MAX_AGE).action == StopAction.HOLD
+    breached = evaluate(stored, at("40.98", "41"), NOW, MAX_AGE)
+    assert (breached.action, breached.trigger_price, breached.trail_anchor) == (StopAction.TRAILING_STOP, D(41), D(40))
 
 
 def test_the_tighter_of_fixed_and_trailing_stops_decides() -> None:
@@ -140,6 +155,11 @@ def test_a_quote_exactly_at_the_age_limit_is_still_used() -> None:
         replace(LONG, take_profit_price=D(-1)),
         replace(LONG, trailing_stop_offset=D(0)),
         replace(LONG, trail_anchor=D(0), trailing_stop_offset=D(1)),
+        replace(LONG, trailing_stop_percent=D(0)),
+        replace(LONG, trailing_stop_percent=D(100)),
+        replace(LONG, trailing_stop_percent=D(-5)),
+        replace(LONG, trailing_stop_percent=D("NaN")),
+        replace(LONG, trailing_stop_offset=D(1), trailing_stop_percent=D(5)),
         replace(LONG, stop_loss_price=95.0),  # type: ignore[arg-type]
         replace(LONG, open_quantity=None),  # type: ignore[arg-type]
     ],
@@ -170,19 +190,22 @@ def test_the_entry_side_gives_the_direction() -> None:
 prices = st.decimals(min_value=Decimal("0.01"), max_value=Decimal(10000), places=2)
 optional_prices = st.none() | prices
 sides = st.sampled_from(PositionSide)
+percents = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("99.99"), places=2)
 
 
 @st.composite
 def protections(draw: st.DrawFn) -> Protection:
     offset = draw(st.none() | prices)
+    percent = draw(st.none() | percents) if offset is None else None
     return Protection(
         side=draw(sides),
         open_quantity=draw(st.decimals(min_value=Decimal("0.0001"), max_value=Decimal(1000), places=4)),
         stop_loss_price=draw(optional_prices),
         take_profit_price=draw(optional_prices),
         trailing_stop_offset=offset,
-        trail_anchor=draw(optional_prices) if offset is not None else None,
+        trail_anchor=draw(optional_prices) if offset is not None or percent is not None else None,
         symbol="AAPL",
+        trailing_stop_percent=percent,
     )
 
 
@@ -224,7 +247,7 @@ def test_a_long_is_never_stopped_while_the_bid_is_above_its_effective_stop(posit
 def test_the_trail_anchor_never_moves_against_the_trade(position: Protection, fresh: Quote) -> None:
     decision = evaluate(position, fresh, NOW, MAX_AGE)
     before, after = position.trail_anchor, decision.trail_anchor
-    if position.trailing_stop_offset is None:
+    if not position.trails:
         assert after == before
     elif before is not None:
         assert after is not None
@@ -235,7 +258,7 @@ def test_the_trail_anchor_never_moves_against_the_trade(position: Protection, fr
 @settings(max_examples=500)
 @given(protections(), good_quotes(), st.data())
 def test_repeated_quotes_move_the_anchor_monotonically(position: Protection, first: Quote, data: st.DataObject) -> None:
-    assume(position.trailing_stop_offset is not None)
+    assume(position.trails)
     anchors = []
     current = position
     for fresh in [first, *data.draw(st.lists(good_quotes(), max_size=8))]:

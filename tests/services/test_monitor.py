@@ -229,3 +229,26 @@ def test_a_trailing_stop_alone_is_held_by_a_broker_that_trails(
         None,
     )
     assert protection.ensure_all() == [] and protection.protective_order(trade) == held, "it fits: left alone"
+
+
+def test_a_trailing_stop_by_percent_is_held_by_the_broker_by_percent(
+    app: Flask, trader: User, paper: BrokerConnection
+) -> None:
+    app.config["RISK_REQUIRE_STOP_LOSS"] = False
+    entry = orders.place_order(trader, ticket(paper, stop_loss_price=None, trailing_stop_percent=Decimal("2.5")))
+    execution.send(entry.id)
+    trade = db.session.get_one(Trade, entry.trade_id)
+    held = protection.protective_order(trade)
+    assert trade.protection_mode == ProtectionMode.NATIVE
+    assert trade.protection_detail == "Trailing stop 2.5% behind the best price, held by the broker."
+    assert held is not None and (held.order_type, held.trail_offset, held.trail_percent) == (
+        OrderType.TRAILING_STOP,
+        None,
+        Decimal("2.5"),
+    )
+    assert protection.ensure_all() == [] and protection.protective_order(trade) == held, "it fits: left alone"
+    trade.trailing_stop_percent = Decimal(3)  # the trade now trails wider: the broker's stop no longer fits
+    db.session.commit()
+    assert protection.ensure_all() == []
+    replaced = protection.protective_order(trade)
+    assert replaced is not None and replaced.id != held.id and replaced.trail_percent == Decimal(3)

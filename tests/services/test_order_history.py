@@ -26,10 +26,10 @@ def test_a_page_past_the_end_shows_the_last_page(trader: User, paper: BrokerConn
         stored_order(paper, "AAPL", OrderPurpose.ENTRY, OrderStatus.FILLED)
     db.session.commit()
     page = order_history.history(trader, order_history.OrderFilter(), page=9)
-    assert (page.page, page.pages, page.total, len(page.orders)) == (2, 2, 51, 1)
+    assert (page.page, page.pages, page.total, len(page.items)) == (2, 2, 51, 1)
     assert page.has_previous and not page.has_next
     empty = order_history.history(trader, order_history.OrderFilter(symbol="NONE"), page=0)
-    assert (empty.page, empty.pages, empty.total, empty.orders) == (1, 1, 0, [])
+    assert (empty.page, empty.pages, empty.total, empty.items) == (1, 1, 0, [])
 
 
 def test_the_ticket_suggests_the_users_symbols_first(trader: User, paper: BrokerConnection) -> None:

@@ -106,6 +106,35 @@ def test_the_same_idempotency_key_gives_the_same_order_and_a_different_body_conf
     assert count(Order) == 1
 
 
+def test_a_trailing_entry_by_percent_is_stored_and_sent_by_percent(trader: User, paper: BrokerConnection) -> None:
+    request = ticket(
+        paper,
+        order_type=OrderType.TRAILING_STOP,
+        trail_percent=Decimal("2.5"),
+        trailing_stop_percent=Decimal(4),
+        idempotency_key="trail-pct",
+    )
+    order = orders.place_order(trader, request)
+    assert (order.trail_offset, order.trail_percent) == (None, Decimal("2.5"))
+    assert (order.trade.trailing_stop_offset, order.trade.trailing_stop_percent) == (None, Decimal(4))
+    sent = orders.submit(order.id)
+    assert sent is not None and sent.status == OrderStatus.WORKING, "a buy trailing 2.5% over the ask waits"
+    at_broker = db.session.scalars(db.select(PaperOrder)).one()
+    assert (at_broker.trail_offset, at_broker.trail_percent) == (None, Decimal("2.5"))
+
+
+def test_the_same_idempotency_key_with_another_trail_percent_conflicts(trader: User, paper: BrokerConnection) -> None:
+    request = ticket(paper, trailing_stop_percent=Decimal(3), idempotency_key="pct-key")
+    first = orders.place_order(trader, request)
+    db.session.expire_all()  # compare with what the database stored, not with the objects in memory
+    assert orders.place_order(trader, request).id == first.id
+    with pytest.raises(ConflictError, match="already used for a different order"):
+        orders.place_order(trader, dataclasses.replace(request, trailing_stop_percent=Decimal("3.5")))
+    with pytest.raises(ConflictError):
+        orders.place_order(trader, dataclasses.replace(request, trailing_stop_percent=None))
+    assert count(Order) == 1
+
+
 def test_concurrent_requests_with_one_key_store_one_order(app: Flask, trader: User, paper: BrokerConnection) -> None:
     request = ticket(paper, idempotency_key="same-key")
     user_id = trader.id
@@ -126,6 +155,21 @@ def test_concurrent_requests_with_one_key_store_one_order(app: Flask, trader: Us
         ({"order_type": OrderType.STOP_LIMIT, "stop_price": Decimal(1)}, "limit_price", "needs a limit price"),
         ({"take_profit_price": Decimal(1)}, "take_profit_price", "other side"),
         ({"idempotency_key": "k" * 129}, "idempotency_key", "at most 128"),
+        ({"order_type": OrderType.TRAILING_STOP}, "trail_offset", "needs a trail amount or a trail percent"),
+        (
+            {"order_type": OrderType.TRAILING_STOP, "trail_offset": Decimal(1), "trail_percent": Decimal(5)},
+            "trail_percent",
+            "trail amount or a trail percent, not both",
+        ),
+        ({"trail_percent": Decimal(100)}, "trail_percent", "below 100"),
+        ({"trail_percent": Decimal("-2")}, "trail_percent", "above 0"),
+        (
+            {"trailing_stop_offset": Decimal(1), "trailing_stop_percent": Decimal(5)},
+            "trailing_stop_percent",
+            "trailing stop amount or a trailing stop percent, not both",
+        ),
+        ({"trailing_stop_percent": Decimal(0)}, "trailing_stop_percent", "above 0"),
+        ({"trailing_stop_percent": Decimal("100.5")}, "trailing_stop_percent", "below 100"),
     ],
 )
 def test_bad_input_is_refused_with_the_field_and_nothing_is_stored(

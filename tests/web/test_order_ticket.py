@@ -132,6 +132,39 @@ def test_invalid_input_is_refused_in_words_and_stores_nothing(
     assert stored_orders() == []
 
 
+def test_the_ticket_places_trailing_stops_by_percent(
+    client: FlaskClient, trader: User, paper: BrokerConnection
+) -> None:
+    login(client, "trader@example.com")
+    page = client.get("/orders/new").get_data(as_text=True)
+    assert '<label for="trail_percent">Trail %</label>' in page
+    assert '<label for="trailing_stop_percent">Trailing stop %</label>' in page
+    form = protected_buy(paper, order_type="trailing_stop", trail_percent="1.5", trailing_stop_percent="4")
+    response = submit(client, "/orders/new", form | {"idempotency_key": rendered_key(client)})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    (order,) = stored_orders()
+    assert (order.trail_offset, order.trail_percent) == (None, Decimal("1.5"))
+    assert order.trade is not None and order.trade.trailing_stop_percent == Decimal(4)
+    listed = client.get("/orders/").get_data(as_text=True)
+    assert "trailing-stop trail 1.5%" in listed
+
+
+def test_a_trail_amount_and_percent_together_are_refused_on_the_percent_field(
+    client: FlaskClient, trader: User, paper: BrokerConnection
+) -> None:
+    login(client, "trader@example.com")
+    both = protected_buy(paper, trailing_stop_offset="100", trailing_stop_percent="2")
+    page = submit(client, "/orders/new", both).get_data(as_text=True)
+    assert re.search(
+        r'aria-invalid="true"[^>]*id="trailing_stop_percent"|id="trailing_stop_percent"[^>]*aria-invalid', page
+    )
+    assert "Give a trailing stop amount or a trailing stop percent, not both." in page
+    too_far = submit(client, "/orders/new", protected_buy(paper, order_type="trailing_stop", trail_percent="100"))
+    assert too_far.status_code == 422 and "The trail percent must be below 100." in too_far.get_data(as_text=True)
+    assert value_of(too_far.get_data(as_text=True), "trail_percent") == "100"
+    assert stored_orders() == []
+
+
 def test_another_users_connection_cannot_be_chosen(client: FlaskClient, trader: User, paper: BrokerConnection) -> None:
     connections.create_paper_connection(make_user("other@example.com"), "Other sandbox")
     login(client, "other@example.com")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+from flask import Flask
 from flask.testing import FlaskClient
 
 from models import BrokerConnection, Order, Trade, User
@@ -31,8 +32,19 @@ def test_positions_show_protection_and_unrealized_pnl(
     login(client, "trader@example.com")
     page = client.get("/positions/").get_data(as_text=True)
     assert '<td class="protection-native">native' in page and '<td class="protection-none">UNPROTECTED' in page
-    assert str(trade.stop_loss_price) in page
-    assert len(re.findall(r'<span class="(?:ok|bad)">-?\d+\.\d{2}</span>', page)) == 2, "both priced from the feed"
+    assert f"<td>{trade.stop_loss_price.normalize():f}</td>" in page, "the stop as set, without stored trailing zeros"
+    assert len(re.findall(r'<span class="(?:ok|bad)">-?\$[\d,]+\.\d{2}</span>', page)) == 2, "both priced from the feed"
+
+
+def test_a_trailing_stop_by_percent_is_shown_as_a_percent(
+    client: FlaskClient, app: Flask, trader: User, paper: BrokerConnection
+) -> None:
+    app.config["RISK_REQUIRE_STOP_LOSS"] = False
+    entry = orders.place_order(trader, ticket(paper, stop_loss_price=None, trailing_stop_percent=Decimal("2.5")))
+    execution.send(entry.id)
+    login(client, "trader@example.com")
+    page = client.get("/positions/").get_data(as_text=True)
+    assert "<td>2.5%</td>" in page and "Trailing stop 2.5% behind the best price" in page
 
 
 def test_closing_from_the_page_stores_one_exit(client: FlaskClient, trader: User, paper: BrokerConnection) -> None:

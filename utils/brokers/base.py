@@ -81,7 +81,11 @@ class BrokerPosition:
 
 @dataclass(frozen=True)
 class OrderRequest:
-    """An order to send. ``client_order_id`` is ours, persisted before sending."""
+    """An order to send. ``client_order_id`` is ours, persisted before sending.
+
+    A trailing stop trails by ``trail_offset`` (price units) or ``trail_percent`` (of the best
+    price seen, 0 < percent < 100), never both.
+    """
 
     symbol: str
     side: OrderSide
@@ -92,6 +96,7 @@ class OrderRequest:
     limit_price: Decimal | None = None
     stop_price: Decimal | None = None
     trail_offset: Decimal | None = None
+    trail_percent: Decimal | None = None
 
 
 @dataclass(frozen=True)

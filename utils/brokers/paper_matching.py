@@ -7,7 +7,8 @@ order once at the current quote:
 
 - expiry first (DAY orders at their ``expires_at``), so a late pass never fills an expired order;
 - equities are not matched while their market is closed (orders simply keep working);
-- STOP/STOP_LIMIT/TRAILING_STOP orders must trigger first (trailing: the anchor ratchets);
+- STOP/STOP_LIMIT/TRAILING_STOP orders must trigger first (trailing: the anchor ratchets, and the
+  stop trails it by an amount or by a percent of the anchor);
 - then the order executes at most ``liquidity_per_tick`` (a partial fill, unless FOK);
 - IOC cancels what one pass could not fill; FOK fills entirely in one pass or is cancelled.
 """
@@ -23,6 +24,7 @@ from utils.brokers.base import TERMINAL_STATUSES, Fill, OrderRequest, Quote
 from utils.brokers.paper_prices import PRICE_TICK, day_order_expiry, is_crypto, market_hours
 from utils.enums import OrderSide, OrderStatus, OrderType, TimeInForce
 from utils.exceptions import InvalidOrderError, OrderRejectedError, SymbolNotFoundError
+from utils.money import trail_distance
 
 BPS = Decimal(10000)
 CENT = Decimal("0.01")
@@ -30,6 +32,7 @@ STORED_SCALE = Decimal("1E-10")  # the database keeps Numeric(28, 10): stored va
 CRYPTO_QUANTITY_STEP = Decimal("1E-8")
 MAX_AMOUNT = Decimal(10) ** 9  # sanity bound on quantities and prices
 MAX_CLIENT_ORDER_ID = 64
+MAX_PERCENT = Decimal(100)
 STOP_TYPES = frozenset({OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP})
 
 
@@ -75,6 +78,7 @@ class PaperOrder:
     closed_at: datetime | None = None
     status_detail: str = ""
     replaces_order_id: str | None = None
+    trail_percent: Decimal | None = None
 
     @property
     def is_working(self) -> bool:
@@ -177,10 +181,13 @@ def _check_shape(request: OrderRequest) -> None:
         raise InvalidOrderError(f"{request.symbol} trades in whole shares; {quantity} is fractional.")
     if is_crypto(request.symbol) and quantity % CRYPTO_QUANTITY_STEP:
         raise InvalidOrderError(f"Crypto quantities have at most 8 decimal places; {quantity} has more.")
+    trails_by_percent = request.order_type == OrderType.TRAILING_STOP and request.trail_percent is not None
+    if trails_by_percent:
+        _check_trail_percent(request)
     needs = {
         "limit price": request.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT),
         "stop price": request.order_type in (OrderType.STOP, OrderType.STOP_LIMIT),
-        "trail offset": request.order_type == OrderType.TRAILING_STOP,
+        "trail offset": request.order_type == OrderType.TRAILING_STOP and not trails_by_percent,
     }
     values = {
         "limit price": request.limit_price,
@@ -199,6 +206,15 @@ def _check_shape(request: OrderRequest) -> None:
         raise InvalidOrderError("Immediate-or-cancel and fill-or-kill apply to market and limit orders only.")
 
 
+def _check_trail_percent(request: OrderRequest) -> None:
+    """A trail percent lies strictly between 0 and 100 and is not sent with a trail offset."""
+    percent = request.trail_percent
+    if request.trail_offset is not None:
+        raise InvalidOrderError("A trailing stop trails by an offset or by a percent, not both.")
+    if percent is None or not (percent.is_finite() and 0 < percent < MAX_PERCENT):
+        raise InvalidOrderError(f"The trail percent must be above 0 and below 100; got {percent}.")
+
+
 def _estimated_buy_price(request: OrderRequest, quote: Quote, settings: PaperSettings) -> Decimal:
     """The most a buy is expected to pay per unit, for the buying-power check."""
     market = market_price(settings, OrderSide.BUY, quote)
@@ -207,8 +223,8 @@ def _estimated_buy_price(request: OrderRequest, quote: Quote, settings: PaperSet
         return request.limit_price
     if request.order_type == OrderType.STOP and request.stop_price is not None:
         return max(market, request.stop_price * slip)
-    if request.order_type == OrderType.TRAILING_STOP and request.trail_offset is not None:
-        return (quote.ask + request.trail_offset) * slip
+    if request.order_type == OrderType.TRAILING_STOP:
+        return (quote.ask + trail_distance(quote.ask, request.trail_offset, request.trail_percent)) * slip
     return market
 
 
@@ -257,6 +273,7 @@ def new_order(request: OrderRequest, now: datetime) -> PaperOrder:
         limit_price=request.limit_price if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None,
         stop_price=request.stop_price if kind in (OrderType.STOP, OrderType.STOP_LIMIT) else None,
         trail_offset=request.trail_offset if kind == OrderType.TRAILING_STOP else None,
+        trail_percent=request.trail_percent if kind == OrderType.TRAILING_STOP else None,
         status=OrderStatus.WORKING,
         filled_quantity=Decimal(0),
         fills=[],
@@ -309,16 +326,20 @@ def _triggers(order: PaperOrder, quote: Quote) -> bool:
     """Whether a stop order triggers at this quote (trailing: after ratcheting its anchor)."""
     buy = order.side == OrderSide.BUY
     if order.order_type == OrderType.TRAILING_STOP:
-        offset = order.trail_offset or Decimal(0)
         if buy:
             order.trail_anchor = quote.ask if order.trail_anchor is None else min(order.trail_anchor, quote.ask)
-            return quote.ask >= order.trail_anchor + offset
+            return quote.ask >= order.trail_anchor + _trail(order, order.trail_anchor)
         order.trail_anchor = quote.bid if order.trail_anchor is None else max(order.trail_anchor, quote.bid)
-        return quote.bid <= order.trail_anchor - offset
+        return quote.bid <= order.trail_anchor - _trail(order, order.trail_anchor)
     stop = order.stop_price
     if stop is None:
         return False
     return quote.ask >= stop if buy else quote.bid <= stop
+
+
+def _trail(order: PaperOrder, anchor: Decimal) -> Decimal:
+    """How far the order's stop sits from its anchor: its offset, or its percent of the anchor."""
+    return trail_distance(anchor, order.trail_offset, order.trail_percent)
 
 
 def _execution_price(order: PaperOrder, quote: Quote, settings: PaperSettings) -> Decimal | None:

@@ -39,9 +39,11 @@ from utils.exceptions import (
     OrderRejectedError,
     UnknownOrderOutcomeError,
 )
+from utils.money import decimal_text
 
 PROVIDER = "schwab"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+PERCENT_STEP = Decimal("0.01")  # a trail percent is sent with at most 2 decimals
 
 DURATIONS = {
     TimeInForce.DAY: "DAY",
@@ -140,9 +142,34 @@ def _price_fields(request: OrderRequest) -> dict[str, Any]:
     if kind in (OrderType.STOP, OrderType.STOP_LIMIT):
         fields["stopPrice"] = format_price(_required(request.stop_price, "stop price"), "stop price")
     if kind == OrderType.TRAILING_STOP:
-        offset = format_price(_required(request.trail_offset, "trail offset"), "trail offset")
-        fields |= {"stopPriceLinkBasis": "LAST", "stopPriceLinkType": "VALUE", "stopPriceOffset": offset}
+        fields |= _trail_fields(request)
     return fields
+
+
+def _trail_fields(request: OrderRequest) -> dict[str, str]:
+    """A trailing stop follows the last price by a VALUE (dollars) or a PERCENT of it.
+
+    https://developer.schwab.com/products/trader-api--individual (Place Order Samples: stopPriceLinkType).
+    """
+    if request.trail_percent is None:
+        offset = format_price(_required(request.trail_offset, "trail offset"), "trail offset")
+        return {"stopPriceLinkBasis": "LAST", "stopPriceLinkType": "VALUE", "stopPriceOffset": offset}
+    if request.trail_offset is not None:
+        raise InvalidOrderError("A trailing stop trails by an offset or by a percent, not both.")
+    return {
+        "stopPriceLinkBasis": "LAST",
+        "stopPriceLinkType": "PERCENT",
+        "stopPriceOffset": format_percent(request.trail_percent),
+    }
+
+
+def format_percent(percent: Decimal) -> str:
+    """A trail percent string (above 0, below 100, at most 2 decimals); refuses values it would round."""
+    if not percent.is_finite() or not 0 < percent < 100:
+        raise InvalidOrderError(f"The trail percent must be above 0 and below 100; got {percent}.")
+    if percent != percent.quantize(PERCENT_STEP):
+        raise InvalidOrderError(f"The trail percent {percent} has more decimals than Schwab accepts ({PERCENT_STEP}).")
+    return decimal_text(percent)
 
 
 def _required(value: Decimal | None, name: str) -> Decimal:

@@ -23,16 +23,11 @@ from utils.exceptions import (
     RiskLimitExceededError,
     StopLossNotSetError,
 )
+from utils.money import usd
 from utils.risk.inputs import OrderIntent, RiskLimits, RiskSnapshot, order_notional, reference_price, usable_price
 
 MAX_SYMBOLS_LISTED = 10
 STOP_REQUIRED = "A stop-loss is required for new positions; add one to the order."
-
-
-def usd(amount: Decimal) -> str:
-    """Money as a trader reads it: "$12,500.00"."""
-    sign = "-" if amount < 0 else ""
-    return f"{sign}${abs(amount):,.2f}"
 
 
 def require_money(value: object, what: str) -> Decimal:

@@ -8,8 +8,9 @@ Which price is used
 When it triggers
     Long: stop when bid <= stop level; take-profit when bid >= target.
     Short: stop when ask >= stop level; take-profit when ask <= target.
-    The trailing stop sits ``trailing_stop_offset`` behind the trail anchor, the best price seen
-    since entry (long: highest bid, anchor - offset; short: lowest ask, anchor + offset). The anchor
+    The trailing stop sits ``trailing_stop_offset`` (or ``trailing_stop_percent`` of the anchor)
+    behind the trail anchor, the best price seen since entry (long: highest bid, anchor - offset or
+    anchor * (1 - pct/100); short: lowest ask, anchor + offset or anchor * (1 + pct/100)). The anchor
     only moves in the trade's favour and is updated with this quote before the stop is compared.
     When the fixed and trailing stops are both set, the tighter one (the effective stop) decides.
 
@@ -17,8 +18,9 @@ What never closes
     No quote, a quote for another symbol, a missing, zero, negative or non-Decimal price, a
     missing or naive time, a quote dated more than the max age in the future (BAD_QUOTE), or one
     older than the max age (STALE_QUOTE): the caller raises a visible alert instead (LESSONS.md
-    #1). Unusable protection settings (a non-positive stop, target, offset or anchor) give
-    BAD_PROTECTION, also an alert. The anchor never moves on any of these.
+    #1). Unusable protection settings (a non-positive stop, target, offset or anchor, a percent
+    not strictly between 0 and 100, or both an offset and a percent) give BAD_PROTECTION, also an
+    alert. The anchor never moves on any of these.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from enum import StrEnum
 
 from utils.brokers.base import Quote
 from utils.enums import OrderSide
+from utils.money import trail_distance
 
 
 class PositionSide(StrEnum):
@@ -68,7 +71,8 @@ ALERT_ACTIONS = frozenset(
 
 @dataclass(frozen=True)
 class Protection:
-    """One open position and its protection levels (prices Decimal, offset in price units).
+    """One open position and its protection levels (prices Decimal, offset in price units,
+    percent of the anchor; at most one of the two).
 
     ``symbol``, when set, must match the quote's symbol.
     """
@@ -80,6 +84,12 @@ class Protection:
     trailing_stop_offset: Decimal | None = None
     trail_anchor: Decimal | None = None
     symbol: str | None = None
+    trailing_stop_percent: Decimal | None = None
+
+    @property
+    def trails(self) -> bool:
+        """True when the position has a trailing stop (by amount or by percent)."""
+        return self.trailing_stop_offset is not None or self.trailing_stop_percent is not None
 
 
 @dataclass(frozen=True)
@@ -151,9 +161,10 @@ def effective_stop(side: PositionSide, stop: Decimal | None, trailing: Decimal |
 
 def _decide(position: Protection, side: PositionSide, price: Decimal) -> StopDecision:
     anchor, trailing = position.trail_anchor, None
-    if position.trailing_stop_offset is not None:
+    if position.trails:
         anchor = moved_anchor(side, position.trail_anchor, price)
-        trailing = trailing_level(side, anchor, position.trailing_stop_offset)
+        distance = trail_distance(anchor, position.trailing_stop_offset, position.trailing_stop_percent)
+        trailing = trailing_level(side, anchor, distance)
     action, reason, trigger = _verdict(position, side, price, trailing)
     return StopDecision(
         action,
@@ -189,11 +200,17 @@ def _crossed(side: PositionSide, price: Decimal, level: Decimal, *, adverse: boo
 
 
 def _protection_problem(position: Protection) -> str | None:
+    percent = position.trailing_stop_percent
+    if percent is not None and position.trailing_stop_offset is not None:
+        return "The position trails by both an amount and a percent; it must be one or the other."
+    if isinstance(percent, Decimal) and percent.is_finite() and percent >= 100:
+        return f"The position's trailing percent must be below 100, not {percent}."
     named = (
         ("open quantity", position.open_quantity, False),
         ("stop-loss", position.stop_loss_price, True),
         ("take-profit", position.take_profit_price, True),
         ("trailing offset", position.trailing_stop_offset, True),
+        ("trailing percent", percent, True),
         ("trail anchor", position.trail_anchor, True),
     )
     for what, value, must_be_positive in named:

@@ -6,9 +6,8 @@ Listings count and fetch in two queries whatever the page; everything is scoped 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from models import Order, Trade, User
 from utils.brokers.base import Quote
@@ -17,8 +16,8 @@ from utils.exceptions import InvalidInputError
 from utils.extensions import db
 from utils.services import connections, market_data
 from utils.services.order_tickets import SYMBOL
+from utils.services.paging import Page, paginate
 
-Row = TypeVar("Row")
 MAX_PER_PAGE = 100
 MAX_QUOTE_SYMBOLS = 50
 
@@ -32,21 +31,6 @@ class ListQuery:
     connection_id: int | None = None
     page: int = 1
     per_page: int = 50
-
-
-@dataclass(frozen=True)
-class Page(Generic[Row]):
-    """One page of a listing (``page`` counts from 1) with the total number of matching rows."""
-
-    items: list[Row]
-    page: int
-    per_page: int
-    total: int
-
-    @property
-    def pages(self) -> int:
-        """How many pages the listing has (at least 1)."""
-        return max(1, math.ceil(self.total / self.per_page))
 
 
 def orders(user: User, query: ListQuery) -> Page[Order]:
@@ -87,8 +71,5 @@ def _paged(model: Any, user: User, query: ListQuery) -> Page[Any]:
     page, per_page = query.page, query.per_page
     if not 1 <= per_page <= MAX_PER_PAGE or page < 1:
         raise InvalidInputError(f"page starts at 1; per_page is 1 to {MAX_PER_PAGE}.", details={"field": "per_page"})
-    conditions = _conditions(model, user, query)
-    total = int(db.session.scalar(db.select(db.func.count(model.id)).where(*conditions)) or 0)
-    statement = db.select(model).where(*conditions).order_by(model.id.desc())
-    rows = db.session.scalars(statement.offset((page - 1) * per_page).limit(per_page))
-    return Page(list(rows), page, per_page, total)
+    statement = db.select(model).where(*_conditions(model, user, query)).order_by(model.id.desc())
+    return paginate(statement, page, per_page)

@@ -17,11 +17,11 @@ from decimal import Decimal
 from models import BrokerConnection, DriftAlert
 from utils.enums import DriftKind
 from utils.extensions import db
-from utils.money import utcnow
+from utils.money import decimal_text, utcnow
 from utils.rowlock import locked_one
 from utils.services import audit, notifications
 
-__all__ = ["Drift", "held_connections", "hold", "open_drift", "quantity_text", "record"]
+__all__ = ["Drift", "held_connections", "hold", "open_drift", "record"]
 
 HOLD_PREFIX = "the last reconciliation with the broker failed: "
 
@@ -110,11 +110,6 @@ def hold(connection_id: int, message: str) -> bool:
     return True
 
 
-def quantity_text(quantity: Decimal) -> str:
-    """A quantity without exponent or trailing zeros ("0.3", "12")."""
-    return format(Decimal(quantity).normalize(), "f")
-
-
 def _open_alerts(connection_id: int) -> list[DriftAlert]:
     statement = db.select(DriftAlert).where(DriftAlert.connection_id == connection_id, DriftAlert.resolved_at.is_(None))
     return list(db.session.scalars(statement.execution_options(populate_existing=True)))
@@ -144,8 +139,8 @@ def _open_alert(connection: BrokerConnection, drift: Drift, now: datetime) -> Dr
         "kind": DriftKind(drift.kind).value,
         "symbol": drift.symbol,
         "broker_order_id": drift.broker_order_id,
-        "our_quantity": None if drift.our_quantity is None else quantity_text(drift.our_quantity),
-        "broker_quantity": None if drift.broker_quantity is None else quantity_text(drift.broker_quantity),
+        "our_quantity": None if drift.our_quantity is None else decimal_text(drift.our_quantity),
+        "broker_quantity": None if drift.broker_quantity is None else decimal_text(drift.broker_quantity),
     }
     audit.record("reconcile.drift", subject=alert, details=details)
     message = f"{connection.label}: {drift.detail} Please check the account at the broker."

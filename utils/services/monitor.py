@@ -30,7 +30,7 @@ from utils.money import utcnow
 from utils.observability import get_logger
 from utils.risk import stops
 from utils.risk.inputs import looks_like_crypto
-from utils.services import connections, market_data, notifications, orders, protection, trade_book
+from utils.services import connections, market_data, notifications, order_checks, orders, protection, trade_book
 
 log = get_logger(__name__)
 WATCHED = (TradeStatus.OPEN, TradeStatus.PARTIALLY_FILLED)
@@ -98,6 +98,7 @@ def _watched_trades(connection_ids: list[int] | None) -> list[Trade]:
         Trade.stop_loss_price.is_not(None),
         Trade.take_profit_price.is_not(None),
         Trade.trailing_stop_offset.is_not(None),
+        Trade.trailing_stop_percent.is_not(None),
     )
     statement = db.select(Trade).where(Trade.status.in_(WATCHED), protected).options(selectinload(Trade.orders))
     if connection_ids is not None:
@@ -192,6 +193,7 @@ def _protection_of(trade: Trade) -> stops.Protection:
         stop_loss_price=trade.stop_loss_price,
         take_profit_price=trade.take_profit_price,
         trailing_stop_offset=trade.trailing_stop_offset,
+        trailing_stop_percent=trade.trailing_stop_percent,
         trail_anchor=trade.trail_anchor,
         symbol=trade.symbol,
     )
@@ -211,7 +213,7 @@ def _broker_acts_first(trade: Trade, decision: stops.StopDecision, now: datetime
 def _market_open_for(trade: Trade, connection: BrokerConnection | None) -> bool:
     if connection is None or looks_like_crypto(trade.symbol):
         return True
-    return orders.market_open(connections.broker_for(connection), trade.symbol)
+    return order_checks.market_open(connections.broker_for(connection), trade.symbol)
 
 
 def _close(trade: Trade, reason: str, result: CycleResult) -> None:

@@ -7,7 +7,6 @@ the number of orders.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from models import Order, User
 from utils.enums import LIVE_ORDER_STATUSES, OrderStatus
 from utils.extensions import db
+from utils.services.paging import Page, paginate
 
 PAGE_SIZE = 50
 EXPORT_LIMIT = 50_000
@@ -33,41 +33,16 @@ class OrderFilter:
     connection_id: int | None = None
 
 
-@dataclass(frozen=True)
-class OrderPage:
-    """One page of the history (``page`` counts from 1)."""
-
-    orders: list[Order]
-    page: int
-    pages: int
-    total: int
-
-    @property
-    def has_previous(self) -> bool:
-        """Whether there is a page before this one."""
-        return self.page > 1
-
-    @property
-    def has_next(self) -> bool:
-        """Whether there is a page after this one."""
-        return self.page < self.pages
-
-
 def working_orders(user: User) -> list[Order]:
     """The user's live orders (not yet filled, cancelled, rejected, expired or replaced), newest first."""
     statement = db.select(Order).where(Order.user_id == user.id, Order.status.in_(LIVE_ORDER_STATUSES))
     return list(db.session.scalars(statement.order_by(Order.id.desc())))
 
 
-def history(user: User, where: OrderFilter, page: int = 1) -> OrderPage:
+def history(user: User, where: OrderFilter, page: int = 1) -> Page[Order]:
     """One page of the user's matching orders, newest first (a page past the end shows the last)."""
-    conditions = _conditions(user, where)
-    total = int(db.session.scalar(db.select(db.func.count(Order.id)).where(*conditions)) or 0)
-    pages = max(1, math.ceil(total / PAGE_SIZE))
-    page = min(max(page, 1), pages)
-    statement = db.select(Order).where(*conditions).order_by(Order.id.desc())
-    rows = db.session.scalars(statement.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE))
-    return OrderPage(orders=list(rows), page=page, pages=pages, total=total)
+    statement = db.select(Order).where(*_conditions(user, where)).order_by(Order.id.desc())
+    return paginate(statement, page, PAGE_SIZE, clamp=True)
 
 
 def export(user: User, where: OrderFilter) -> list[Order]:

@@ -1,6 +1,8 @@
 """Order tickets: what a trader asks for, checked before anything is stored or sent.
 
 A bad field is refused with its name (``details["field"]``) and words a trader understands.
+A trailing stop (the entry's, or the trade's protective one) trails by an amount in price units
+or by a percent of the best price seen, never both.
 """
 
 from __future__ import annotations
@@ -17,6 +19,23 @@ from utils.risk.inputs import OrderIntent
 SYMBOL = re.compile(r"^[A-Z][A-Z0-9.\-/]{0,19}$")
 ENTRY_SIDES = frozenset({OrderSide.BUY, OrderSide.SELL_SHORT})
 MAX_DECIMALS = 8
+HUNDRED = Decimal(100)
+# (amount field, percent field): each pair is one trailing stop given in one unit or the other.
+TRAIL_PAIRS = (("trail_offset", "trail_percent"), ("trailing_stop_offset", "trailing_stop_percent"))
+# The ticket fields the audit trail records (when set).
+AUDITED = [
+    "symbol",
+    "side",
+    "quantity",
+    "order_type",
+    "limit_price",
+    "stop_price",
+    "trail_offset",
+    "trail_percent",
+    "stop_loss_price",
+    "trailing_stop_offset",
+    "trailing_stop_percent",
+]
 
 
 @dataclass(frozen=True)
@@ -32,9 +51,11 @@ class OrderTicket:
     limit_price: Decimal | None = None
     stop_price: Decimal | None = None
     trail_offset: Decimal | None = None
+    trail_percent: Decimal | None = None
     stop_loss_price: Decimal | None = None
     take_profit_price: Decimal | None = None
     trailing_stop_offset: Decimal | None = None
+    trailing_stop_percent: Decimal | None = None
     idempotency_key: str | None = None
 
 
@@ -51,6 +72,7 @@ def validated(ticket: OrderTicket) -> OrderTicket:
             _positive(name, getattr(ticket, name))
     if ticket.trailing_stop_offset is not None:
         _positive("trailing_stop_offset", ticket.trailing_stop_offset)
+    _check_trails(ticket)
     _check_prices_for_type(ticket)
     _check_protection_sides(ticket)
     key = (ticket.idempotency_key or "").strip() or None
@@ -60,20 +82,35 @@ def validated(ticket: OrderTicket) -> OrderTicket:
 
 
 def check_quantity_precision(broker: Broker, quantity: Decimal) -> None:
+    """Refuse a fractional quantity where the broker trades whole shares only."""
     if not broker.capabilities.fractional_quantity and quantity != quantity.to_integral_value():
         raise _bad("quantity", "This broker trades whole shares only.")
 
 
+def _check_trails(ticket: OrderTicket) -> None:
+    """Each percent lies strictly between 0 and 100, and each trailing stop has one unit only."""
+    for amount, percent in TRAIL_PAIRS:
+        value = getattr(ticket, percent)
+        if value is not None:
+            _positive(percent, value)
+            if value >= HUNDRED:
+                raise _bad(percent, f"The {_words(percent)} must be below 100.")
+            if getattr(ticket, amount) is not None:
+                raise _bad(percent, f"Give a {_words(amount)} or a {_words(percent)}, not both.")
+
+
 def _check_prices_for_type(ticket: OrderTicket) -> None:
+    kind = ticket.order_type.value.replace("_", "-")
+    if ticket.order_type == OrderType.TRAILING_STOP and ticket.trail_offset is None and ticket.trail_percent is None:
+        raise _bad("trail_offset", f"A {kind} order needs a trail amount or a trail percent.")
     needs = {
         OrderType.LIMIT: ("limit_price",),
         OrderType.STOP: ("stop_price",),
         OrderType.STOP_LIMIT: ("stop_price", "limit_price"),
-        OrderType.TRAILING_STOP: ("trail_offset",),
     }.get(ticket.order_type, ())
     for name in needs:
         if getattr(ticket, name) is None:
-            raise _bad(name, f"A {ticket.order_type.value.replace('_', '-')} order needs a {name.replace('_', ' ')}.")
+            raise _bad(name, f"A {kind} order needs a {_words(name)}.")
 
 
 def _check_protection_sides(ticket: OrderTicket) -> None:
@@ -85,10 +122,15 @@ def _check_protection_sides(ticket: OrderTicket) -> None:
 
 def _positive(name: str, value: Decimal) -> None:
     if not value.is_finite() or value <= 0:
-        raise _bad(name, f"The {name.replace('_', ' ')} must be a number above 0.")
+        raise _bad(name, f"The {_words(name)} must be a number above 0.")
     exponent = value.normalize().as_tuple().exponent
     if isinstance(exponent, int) and -exponent > MAX_DECIMALS:
-        raise _bad(name, f"The {name.replace('_', ' ')} has more than {MAX_DECIMALS} decimal places.")
+        raise _bad(name, f"The {_words(name)} has more than {MAX_DECIMALS} decimal places.")
+
+
+def _words(name: str) -> str:
+    """A field name as a trader reads it: ``trail_offset`` is the trail amount."""
+    return name.replace("_offset", "_amount").replace("_", " ")
 
 
 def _bad(field: str, message: str) -> InvalidInputError:
@@ -96,6 +138,7 @@ def _bad(field: str, message: str) -> InvalidInputError:
 
 
 def intent_of(ticket: OrderTicket) -> OrderIntent:
+    """What the risk engine weighs of this entry."""
     return OrderIntent(
         symbol=ticket.symbol,
         side=ticket.side,
@@ -110,5 +153,5 @@ def intent_of(ticket: OrderTicket) -> OrderIntent:
 
 
 def audit_details(ticket: OrderTicket) -> dict[str, str]:
-    shown = ("symbol", "side", "quantity", "order_type", "limit_price", "stop_price", "stop_loss_price")
-    return {name: str(getattr(ticket, name)) for name in shown if getattr(ticket, name) is not None}
+    """The ticket's set fields as strings, for the audit trail."""
+    return {name: str(getattr(ticket, name)) for name in AUDITED if getattr(ticket, name) is not None}

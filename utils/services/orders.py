@@ -4,7 +4,8 @@ Every entry point (dashboard, API, CLI, the stop-loss monitor) calls these funct
 to a broker's order endpoints any other way. Submission happens in a worker after the intent is
 committed (the adapter enqueues ``submit`` with the order id), so a crash can lose no order and
 no order is ever sent twice: a worker claims PENDING_SUBMIT → SUBMITTED atomically before it
-sends, and a write whose outcome was not seen becomes UNKNOWN for reconciliation.
+sends, and a write whose outcome was not seen becomes UNKNOWN for reconciliation. What an order
+must pass before it is stored (a usable connection, the risk engine) lives in ``order_checks``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from decimal import Decimal
 from sqlalchemy.exc import IntegrityError
 
 from models import BrokerConnection, Order, Trade, User
-from utils.brokers.base import Broker, OrderRequest, Quote
-from utils.enums import ConnectionStatus, OrderPurpose, OrderSide, OrderStatus, OrderType, TimeInForce, TradeStatus
+from utils.brokers.base import OrderRequest, Quote
+from utils.enums import OrderPurpose, OrderSide, OrderStatus, OrderType, TimeInForce, TradeStatus
 from utils.exceptions import (
     ArbionError,
     BrokerTemporaryError,
@@ -30,23 +31,20 @@ from utils.exceptions import (
 from utils.extensions import db
 from utils.money import utcnow
 from utils.observability import get_logger
-from utils.risk.engine import RiskDecision
-from utils.risk.inputs import OrderIntent, RiskSnapshot
 from utils.rowlock import claimed
 from utils.services import (
     audit,
     connections,
     notifications,
+    order_checks,
     order_states,
     order_tickets,
-    risk,
     schwab_logins,
     trade_book,
 )
 from utils.services.order_tickets import OrderTicket
 
 log = get_logger(__name__)
-CLOSING_SIDE = {OrderSide.BUY: OrderSide.SELL, OrderSide.SELL_SHORT: OrderSide.BUY_TO_COVER}
 RESEND_TASK_AFTER = timedelta(seconds=30)
 
 
@@ -62,8 +60,8 @@ def place_order(user: User, ticket: OrderTicket) -> Order:
     ticket = order_tickets.validated(ticket)
     if ticket.idempotency_key and (existing := _by_idempotency_key(user, ticket.idempotency_key)):
         return _same_or_conflict(existing, ticket)
-    connection = usable_connection(user, ticket.connection_id)
-    quote = _pass_entry_gate(user, connection, ticket)
+    connection = order_checks.usable_connection(user, ticket.connection_id)
+    quote = order_checks.check_entry(user, connection, ticket)
     try:
         order = _store_entry(user, connection, ticket, quote)
         db.session.commit()
@@ -74,68 +72,6 @@ def place_order(user: User, ticket: OrderTicket) -> Order:
             raise
         return _same_or_conflict(existing, ticket)
     return order
-
-
-def preview_order(user: User, ticket: OrderTicket) -> RiskDecision:
-    """What the risk engine would decide for this entry now, with the projected exposure; stores,
-    audits and sends nothing (the order ticket's Preview). Bad input raises as ``place_order`` does."""
-    ticket = order_tickets.validated(ticket)
-    connection = usable_connection(user, ticket.connection_id)
-    intent, quote, is_open = _entry_inputs(connection, ticket)
-    return risk.preview(user, connection.id, intent, quote, is_open)
-
-
-def _entry_inputs(connection: BrokerConnection, ticket: OrderTicket) -> tuple[OrderIntent, Quote | None, bool]:
-    """Whole shares where the broker wants them (else raise), then what the risk engine weighs:
-    the intent, a fresh quote and whether the market is open."""
-    broker = connections.broker_for(connection)
-    order_tickets.check_quantity_precision(broker, ticket.quantity)
-    return order_tickets.intent_of(ticket), quote_or_none(broker, ticket.symbol), market_open(broker, ticket.symbol)
-
-
-def _pass_entry_gate(user: User, connection: BrokerConnection, ticket: OrderTicket) -> Quote | None:
-    """The risk engine on the entry's inputs; a refusal is told to the user and raised. Returns the
-    quote the decision used."""
-    intent, quote, is_open = _entry_inputs(connection, ticket)
-    decision = risk.evaluate(user, connection.id, intent, quote, is_open)
-    if not decision.allowed:
-        message = f"{ticket.symbol}: order refused by your risk limits. " + " ".join(decision.reasons)
-        notifications.notify(user.id, "risk_rejected", message, level="warning")
-        db.session.commit()
-    decision.raise_if_rejected()
-    return quote
-
-
-def usable_connection(user: User, connection_id: int) -> BrokerConnection:
-    """The user's connection if it can trade now, else a clear error."""
-    connection = connections.get_connection(user, connection_id)
-    if connection.status != ConnectionStatus.CONNECTED:
-        raise ConflictError(
-            f"{connection.label} cannot trade right now ({connection.status.value.replace('_', ' ')}). "
-            "Open Connections to fix it.",
-            details={"connection_id": connection.id, "status": connection.status.value},
-        )
-    return connection
-
-
-def quote_or_none(broker: Broker, symbol: str) -> Quote | None:
-    """The broker's quote, or None when it has none (the risk engine then blocks entries)."""
-    try:
-        return broker.quotes([symbol]).get(symbol)
-    except ArbionError as exc:
-        log.warning("orders.quote_unavailable", symbol=symbol, error=exc.code)
-        return None
-
-
-def market_open(broker: Broker, symbol: str) -> bool:
-    """Whether the symbol's market is open now; False when the broker cannot say (fail closed)."""
-    if broker.capabilities.always_open:
-        return True
-    try:
-        return broker.market_hours(symbol, utcnow()).is_open
-    except ArbionError as exc:
-        log.warning("orders.market_hours_unavailable", symbol=symbol, error=exc.code)
-        return False
 
 
 # ---------------------------------------------------------------------------------- exits
@@ -154,7 +90,7 @@ def close_trade(trade: Trade, reason: str, actor: User | None = None, *, notify:
     quantity = trade_book.open_quantity(trade)
     if quantity <= 0 or trade_book.live_exit(trade) is not None:
         return None
-    check_exit(trade, OrderPurpose.EXIT, quantity)
+    order_checks.check_exit(trade, OrderPurpose.EXIT, quantity)
     # SKIP LOCKED: a trade another monitor run is closing right now is left to it (PostgreSQL;
     # SQLite serialises writers anyway). Should that run fail, the next cycle finds it OPEN.
     still_open = (
@@ -240,6 +176,7 @@ def request_for(order: Order) -> OrderRequest:
         limit_price=order.limit_price,
         stop_price=order.stop_price,
         trail_offset=order.trail_offset,
+        trail_percent=order.trail_percent,
     )
 
 
@@ -285,6 +222,7 @@ def _store_entry(user: User, connection: BrokerConnection, ticket: OrderTicket, 
         stop_loss_price=ticket.stop_loss_price,
         take_profit_price=ticket.take_profit_price,
         trailing_stop_offset=ticket.trailing_stop_offset,
+        trailing_stop_percent=ticket.trailing_stop_percent,
     )
     db.session.add(trade)
     order = _entry_order(trade, ticket)
@@ -316,7 +254,7 @@ def replacement_for(
             stop_price=stop_price if stop_price is not None else current.stop_price,
         )
     )
-    _pass_entry_gate(user, connection_of(old), ticket)
+    order_checks.check_entry(user, connection_of(old), ticket)
     new = _entry_order(trade, ticket)
     new.replaces_order_id, new.submitted_at = old.id, utcnow()
     order_states.move(new, OrderStatus.SUBMITTED)  # claimed for this caller: it sends the replace
@@ -326,31 +264,9 @@ def replacement_for(
     return new
 
 
-def check_exit(trade: Trade, purpose: OrderPurpose, quantity: Decimal) -> None:
-    """Run an exit of ``trade`` through the risk engine (raises when refused).
-
-    Only the rules exits obey apply: the exit must reduce what the trade holds; no exposure
-    limit, trading state or stale quote blocks it. The snapshot comes from the trade itself, so
-    the monitor's closes cost no account-wide queries.
-    """
-    intent = OrderIntent(
-        symbol=trade.symbol,
-        side=CLOSING_SIDE[OrderSide(trade.side)],
-        quantity=quantity,
-        purpose=purpose,
-    )
-    snapshot = RiskSnapshot(now=utcnow(), reduces_position=Decimal(0) < quantity <= trade_book.open_quantity(trade))
-    user = db.session.get_one(User, trade.user_id)
-    decision = risk.ENGINE.check(intent, snapshot, risk.limits_for(user))
-    if not decision.allowed:
-        audit.record("risk.rejected", subject=trade, details={"reasons": decision.reasons, "purpose": purpose.value})
-        db.session.commit()
-    decision.raise_if_rejected()
-
-
 def new_exit_order(trade: Trade, purpose: OrderPurpose, quantity: Decimal) -> Order:
     """A market exit intent for the trade (PENDING_SUBMIT, added to the session; the caller commits)."""
-    return _new_order(trade, purpose, CLOSING_SIDE[OrderSide(trade.side)], quantity)
+    return _new_order(trade, purpose, order_checks.CLOSING_SIDE[OrderSide(trade.side)], quantity)
 
 
 def _quoted_price(ticket: OrderTicket, quote: Quote | None) -> Decimal | None:
@@ -364,7 +280,8 @@ def _entry_order(trade: Trade, ticket: OrderTicket) -> Order:
     """An entry intent for the trade as the ticket asks (PENDING_SUBMIT, added to the session)."""
     order = _new_order(trade, OrderPurpose.ENTRY, ticket.side, ticket.quantity)
     order.order_type, order.time_in_force = ticket.order_type, ticket.time_in_force
-    order.limit_price, order.stop_price, order.trail_offset = ticket.limit_price, ticket.stop_price, ticket.trail_offset
+    order.limit_price, order.stop_price = ticket.limit_price, ticket.stop_price
+    order.trail_offset, order.trail_percent = ticket.trail_offset, ticket.trail_percent
     return order
 
 
@@ -415,9 +332,11 @@ def ticket_of(order: Order) -> OrderTicket:
         limit_price=order.limit_price,
         stop_price=order.stop_price,
         trail_offset=order.trail_offset,
+        trail_percent=order.trail_percent,
         stop_loss_price=trade.stop_loss_price if trade else None,
         take_profit_price=trade.take_profit_price if trade else None,
         trailing_stop_offset=trade.trailing_stop_offset if trade else None,
+        trailing_stop_percent=trade.trailing_stop_percent if trade else None,
     )
 
 

@@ -170,6 +170,7 @@ _ORDER_FIELDS = (
     "limit_price",
     "stop_price",
     "trail_offset",
+    "trail_percent",
     "trail_anchor",
     "triggered",
     "filled_quantity",

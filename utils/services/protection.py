@@ -2,9 +2,9 @@
 
 Where the broker can hold a stop (capabilities ``native_stop`` or ``stop_limit``), the trade's
 stop-loss is placed there, sized to the filled quantity, and the trade is NATIVE; a trailing
-stop alone is held natively where the broker trails (``trailing_stop``). Otherwise the stop-loss
-monitor emulates it (EMULATED). Take-profits are emulated by the monitor (one live exit per trade
-leaves no room for a second resting order). A trade with no stop-loss, take-profit or trailing
+stop alone (by amount or by percent) is held natively where the broker trails (``trailing_stop``).
+Otherwise the stop-loss monitor emulates it (EMULATED). Take-profits are emulated by the monitor
+(one live exit per trade leaves no room for a second resting order). A trade with no stop-loss, take-profit or trailing
 stop is UNPROTECTED and says so.
 """
 
@@ -20,8 +20,18 @@ from utils.brokers.base import Broker, Capabilities
 from utils.enums import OrderPurpose, OrderStatus, OrderType, ProtectionMode, TimeInForce, TradeStatus
 from utils.exceptions import ArbionError
 from utils.extensions import db
+from utils.money import decimal_text
 from utils.observability import get_logger
-from utils.services import audit, connections, notifications, order_states, order_tracking, orders, trade_book
+from utils.services import (
+    audit,
+    connections,
+    notifications,
+    order_checks,
+    order_states,
+    order_tracking,
+    orders,
+    trade_book,
+)
 
 log = get_logger(__name__)
 STOP_LIMIT_ALLOWANCE = Decimal("0.01")  # a stop-limit's limit sits 1% beyond its stop, so gaps still fill
@@ -32,7 +42,7 @@ def protect(trade: Trade) -> bool:
     """Make the trade's protection match its open quantity (commits). False if a broker stop was
     wanted but could not be placed: the trade is then EMULATED and the user is told."""
     quantity = trade_book.open_quantity(trade)
-    if trade.stop_loss_price is None and trade.trailing_stop_offset is None:
+    if trade.stop_loss_price is None and not has_trailing_stop(trade):
         emulated = trade.take_profit_price is not None
         _set_mode(trade, ProtectionMode.EMULATED if emulated else ProtectionMode.NONE, "" if emulated else UNPROTECTED)
         return True
@@ -61,7 +71,11 @@ def ensure_all(connection_ids: list[int] | None = None) -> list[int]:
     """
     statement = db.select(Trade).where(
         Trade.status.in_([TradeStatus.OPEN, TradeStatus.PARTIALLY_FILLED]),
-        db.or_(Trade.stop_loss_price.is_not(None), Trade.trailing_stop_offset.is_not(None)),
+        db.or_(
+            Trade.stop_loss_price.is_not(None),
+            Trade.trailing_stop_offset.is_not(None),
+            Trade.trailing_stop_percent.is_not(None),
+        ),
     )
     if connection_ids is not None:
         statement = statement.where(Trade.connection_id.in_(connection_ids))
@@ -92,8 +106,14 @@ def _covers(stop: Order | None, trade: Trade) -> bool:
     if stop is None or stop.quantity != trade_book.open_quantity(trade):
         return False
     if stop.order_type == OrderType.TRAILING_STOP:
-        return trade.stop_loss_price is None and stop.trail_offset == trade.trailing_stop_offset
+        trail = (stop.trail_offset, stop.trail_percent)
+        return trade.stop_loss_price is None and trail == (trade.trailing_stop_offset, trade.trailing_stop_percent)
     return stop.stop_price == trade.stop_loss_price
+
+
+def has_trailing_stop(trade: Trade) -> bool:
+    """True when the trade has a trailing stop, by amount or by percent."""
+    return trade.trailing_stop_offset is not None or trade.trailing_stop_percent is not None
 
 
 def broker_stop_type(trade: Trade, capabilities: Capabilities) -> OrderType | None:
@@ -106,7 +126,7 @@ def broker_stop_type(trade: Trade, capabilities: Capabilities) -> OrderType | No
         if capabilities.native_stop:
             return OrderType.STOP
         return OrderType.STOP_LIMIT if capabilities.stop_limit else None
-    if trade.trailing_stop_offset is not None and capabilities.trailing_stop:
+    if has_trailing_stop(trade) and capabilities.trailing_stop:
         return OrderType.TRAILING_STOP
     return None
 
@@ -142,18 +162,19 @@ def cancel_protection(trade: Trade, broker: Broker) -> bool:
 def _place_stop(trade: Trade, broker: Broker, quantity: Decimal) -> bool:
     order_type = broker_stop_type(trade, broker.capabilities)
     assert order_type is not None  # noqa: S101 - checked by protect()
-    orders.check_exit(trade, OrderPurpose.STOP_LOSS, quantity)
+    order_checks.check_exit(trade, OrderPurpose.STOP_LOSS, quantity)
     order = orders.new_exit_order(trade, OrderPurpose.STOP_LOSS, quantity)
     order.time_in_force, order.order_type = TimeInForce.GTC, order_type
     if order_type == OrderType.TRAILING_STOP:
-        order.trail_offset = trade.trailing_stop_offset
-        held = f"Trailing stop {trade.trailing_stop_offset} behind the best price, held by the broker."
+        order.trail_offset, order.trail_percent = trade.trailing_stop_offset, trade.trailing_stop_percent
+        held = f"Trailing stop {_trail_words(trade)} behind the best price, held by the broker."
     else:
         order.stop_price = trade.stop_loss_price
         held = f"Stop at {trade.stop_loss_price} held by the broker."
     if order_type == OrderType.STOP_LIMIT and trade.stop_loss_price is not None:
         order.limit_price = _stop_limit(trade, trade.stop_loss_price)
     details = {"type": order_type.value, "stop": str(order.stop_price), "trail": str(order.trail_offset)}
+    details["trail_percent"] = str(order.trail_percent)
     audit.record("protection.place", subject=trade, details=details | {"quantity": str(quantity)})
     try:
         db.session.commit()
@@ -168,6 +189,13 @@ def _place_stop(trade: Trade, broker: Broker, quantity: Decimal) -> bool:
     _set_mode(trade, ProtectionMode.EMULATED, f"Broker stop not accepted ({detail}); the monitor watches it.")
     _tell(trade, f"the broker did not accept the protective stop ({detail})")
     return False
+
+
+def _trail_words(trade: Trade) -> str:
+    """The trailing distance as a trader reads it: "2.5" or "5%"."""
+    if trade.trailing_stop_percent is not None:
+        return f"{decimal_text(trade.trailing_stop_percent)}%"
+    return decimal_text(trade.trailing_stop_offset or Decimal(0))
 
 
 def _stop_limit(trade: Trade, stop: Decimal) -> Decimal:

@@ -48,10 +48,10 @@ from utils.enums import (
 )
 from utils.exceptions import ArbionError, NotFoundError, TokenExpiredError
 from utils.extensions import db
-from utils.money import utcnow
+from utils.money import decimal_text, utcnow
 from utils.observability import get_logger
 from utils.services import connections, drift_alerts, order_states, order_tracking, schwab_logins, trade_book
-from utils.services.drift_alerts import Drift, held_connections, open_drift, quantity_text
+from utils.services.drift_alerts import Drift, held_connections, open_drift
 from utils.services.risk import OPEN_TRADE_STATUSES
 
 __all__ = [
@@ -264,14 +264,14 @@ def _look_up(order: Order, broker: Broker, account: str, report: ReconcileReport
 
 def _orphan(order: BrokerOrder, ours: Order | None) -> Drift:
     remaining = order.quantity - order.filled_quantity
-    what = f"{_words(order.side)} order for {quantity_text(order.quantity)} {order.symbol}"
+    what = f"{_words(order.side)} order for {decimal_text(order.quantity)} {order.symbol}"
     whose = "this platform did not place"
     if ours is not None:
         whose = f"this platform recorded as {_words(ours.status)} (order #{ours.id}), so nothing follows it"
     return Drift(
         DriftKind.ORPHAN_ORDER,
         order.symbol.upper(),
-        f"The broker has a live {what} (broker id {order.broker_order_id}, {quantity_text(remaining)} unfilled) "
+        f"The broker has a live {what} (broker id {order.broker_order_id}, {decimal_text(remaining)} unfilled) "
         f"that {whose}. It is left alone: nothing was traded or cancelled.",
         broker_order_id=order.broker_order_id,
         broker_quantity=remaining,
@@ -279,7 +279,7 @@ def _orphan(order: BrokerOrder, ours: Order | None) -> Drift:
 
 
 def _missing(order: Order) -> Drift:
-    what = f"{_words(order.side)} {quantity_text(order.quantity)} {order.symbol}"
+    what = f"{_words(order.side)} {decimal_text(order.quantity)} {order.symbol}"
     return Drift(
         DriftKind.MISSING_ORDER,
         order.symbol.upper(),
@@ -366,4 +366,4 @@ def _mismatch(symbol: str, ours: Decimal, theirs: Decimal) -> Drift:
 def _position_text(quantity: Decimal) -> str:
     if quantity == 0:
         return "nothing"
-    return f"{quantity_text(quantity)} long" if quantity > 0 else f"{quantity_text(-quantity)} short"
+    return f"{decimal_text(quantity)} long" if quantity > 0 else f"{decimal_text(-quantity)} short"

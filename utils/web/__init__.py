@@ -35,6 +35,7 @@ def init_web(app: Flask) -> None:
         connections,
         dashboard,
         errors,
+        formatting,
         health,
         notifications,
         orders,
@@ -48,6 +49,7 @@ def init_web(app: Flask) -> None:
     login_manager.unauthorized_handler(errors.unauthorized)
     app.before_request(_require_login)
     app.context_processor(_template_globals)
+    formatting.register_filters(app)
     errors.init_error_handlers(app)
     for blueprint in (
         health.bp,

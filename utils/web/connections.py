@@ -13,7 +13,8 @@ from wtforms import BooleanField, DecimalField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from utils.services import broker_apps, connections, schwab_logins
-from utils.web.feedback import attempt
+from utils.web.feedback import attempt, flash_errors
+from utils.web.forms import ActionForm
 
 bp = Blueprint("connections", __name__, url_prefix="/connections")
 SCHWAB_LOGIN_KEY = "schwab_login"
@@ -43,10 +44,6 @@ class ResetForm(FlaskForm):
     )
 
 
-class ActionForm(FlaskForm):
-    """A bare form: its CSRF token proves the action came from our page."""
-
-
 @bp.get("/")
 def index() -> ResponseReturnValue:
     """The user's connections with their status and actions."""
@@ -72,7 +69,7 @@ def create_paper() -> ResponseReturnValue:
             "Paper account opened.",
         )
     else:
-        flash(" ".join(error for errors in form.errors.values() for error in errors), "error")
+        flash_errors(form)
     return redirect(url_for("connections.index"))
 
 
@@ -81,7 +78,7 @@ def add_coinbase() -> ResponseReturnValue:
     """Save a Coinbase CDP key (encrypted) and check it once."""
     form = CoinbaseKeyForm()
     if not form.validate_on_submit():
-        flash(" ".join(error for errors in form.errors.values() for error in errors), "error")
+        flash_errors(form)
         return redirect(url_for("connections.index"))
     connection = attempt(
         lambda: connections.add_coinbase_connection(

@@ -1,4 +1,4 @@
-"""Run a service action for a page and tell the user how it went (a flash message)."""
+"""Tell the user how a page's action went (a flash message): a service call's outcome, a form's errors."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from flask import flash
+from flask_wtf import FlaskForm
 
 from utils.exceptions import ArbionError
 
@@ -29,3 +30,8 @@ def attempt(
     if success:
         flash(success, "info")
     return result
+
+
+def flash_errors(form: FlaskForm) -> None:
+    """Flash every validation message of ``form`` in one line."""
+    flash(" ".join(error for errors in form.errors.values() for error in errors), "error")

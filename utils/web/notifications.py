@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, make_response, redirect, render_template, url_for
+from flask import Blueprint, make_response, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -10,7 +10,8 @@ from wtforms import URLField
 from wtforms.validators import DataRequired, Length
 
 from utils.services import notifications, webhooks
-from utils.web.feedback import attempt
+from utils.web.feedback import attempt, flash_errors
+from utils.web.forms import ActionForm
 
 bp = Blueprint("notifications", __name__, url_prefix="/notifications")
 
@@ -19,10 +20,6 @@ class WebhookForm(FlaskForm):
     """The URL notifications are POSTed to."""
 
     url = URLField("Webhook URL (https)", validators=[DataRequired(), Length(max=500)])
-
-
-class ActionForm(FlaskForm):
-    """A bare form: its CSRF token proves the action came from our page."""
 
 
 @bp.get("/")
@@ -44,7 +41,7 @@ def set_webhook() -> ResponseReturnValue:
     """Save the webhook; its signing secret is shown on this answer only (never stored in clear)."""
     form = WebhookForm()
     if not form.validate_on_submit():
-        flash(" ".join(error for errors in form.errors.values() for error in errors), "error")
+        flash_errors(form)
         return redirect(url_for("notifications.index"))
     secret = attempt(lambda: webhooks.set_webhook(current_user, form.url.data or ""), "Webhook saved.")
     if secret is None:

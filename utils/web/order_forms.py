@@ -77,10 +77,12 @@ class TicketForm(FlaskForm):
     limit_price = amount("Limit price")
     stop_price = amount("Stop price")
     trail_offset = amount("Trail amount")
+    trail_percent = amount("Trail %")
     time_in_force = SelectField("Time in force", choices=TIMES_IN_FORCE, default=TimeInForce.DAY.value)
     stop_loss_price = amount("Stop-loss price")
     take_profit_price = amount("Take-profit price")
     trailing_stop_offset = amount("Trailing stop-loss amount")
+    trailing_stop_percent = amount("Trailing stop %")
     idempotency_key = HiddenField()
 
     def offer(self, connections: list[BrokerConnection]) -> TicketForm:
@@ -105,9 +107,11 @@ class TicketForm(FlaskForm):
             limit_price=self.limit_price.data,
             stop_price=self.stop_price.data,
             trail_offset=self.trail_offset.data,
+            trail_percent=self.trail_percent.data,
             stop_loss_price=self.stop_loss_price.data,
             take_profit_price=self.take_profit_price.data,
             trailing_stop_offset=self.trailing_stop_offset.data,
+            trailing_stop_percent=self.trailing_stop_percent.data,
             idempotency_key=self.idempotency_key.data or None,
         )
 
@@ -118,10 +122,6 @@ class TicketForm(FlaskForm):
             return False
         field.errors = [*field.errors, error.message]
         return True
-
-
-class ActionForm(FlaskForm):
-    """A bare form: its CSRF token proves the action came from our page."""
 
 
 class ReplaceForm(FlaskForm):

@@ -11,31 +11,20 @@ from flask_login import current_user
 from models import BrokerConnection, Order
 from utils.exceptions import ArbionError, NotFoundError
 from utils.risk.engine import RiskDecision
-from utils.risk.rules import usd
-from utils.services import connections, order_history, order_tracking, orders
+from utils.services import connections, order_checks, order_history, order_tracking, orders
 from utils.tasks.trading import submit_order
 from utils.web.csv_export import csv_download
-from utils.web.feedback import attempt
-from utils.web.order_forms import ActionForm, HistoryFilterForm, ReplaceForm, TicketForm, connection_label
+from utils.web.feedback import attempt, flash_errors
+from utils.web.formatting import amount_text
+from utils.web.forms import ActionForm
+from utils.web.order_forms import HistoryFilterForm, ReplaceForm, TicketForm, connection_label
 
 bp = Blueprint("orders", __name__, url_prefix="/orders")
 CSV_HEADER = [
     "created_at", "connection", "symbol", "side", "order_type", "purpose", "status", "quantity", "filled_quantity",
-    "remaining_quantity", "average_fill_price", "limit_price", "stop_price", "trail_offset", "time_in_force",
-    "fees", "status_detail", "client_order_id", "broker_order_id",
+    "remaining_quantity", "average_fill_price", "limit_price", "stop_price", "trail_offset", "trail_percent",
+    "time_in_force", "fees", "status_detail", "client_order_id", "broker_order_id",
 ]  # fmt: skip
-
-
-@bp.app_template_filter("amount")
-def amount_text(value: Decimal | None) -> str:
-    """A stored amount as a trader reads it: 0.0100000000 -> "0.01", 100.00 -> "100", None -> "—"."""
-    return "—" if value is None else f"{value.normalize():f}"
-
-
-@bp.app_template_filter("usd")
-def usd_text(value: Decimal | None) -> str:
-    """Money as a trader reads it ("$12,500.00"), or "—" when it cannot be known."""
-    return "—" if value is None else usd(value)
 
 
 @bp.get("/")
@@ -95,7 +84,7 @@ def replace(order_id: int) -> ResponseReturnValue:
     """Change a working entry's quantity or prices (the broker replaces it with a new order)."""
     form = ReplaceForm()
     if not form.validate_on_submit():
-        flash(" ".join(error for errors in form.errors.values() for error in errors), "error")
+        flash_errors(form)
         return redirect(url_for("orders.index"))
     new = attempt(
         lambda: order_tracking.replace_order(
@@ -145,7 +134,7 @@ def preview() -> ResponseReturnValue:
     error: ArbionError | None = None
     if form.validate_on_submit():
         try:
-            decision = orders.preview_order(current_user, form.ticket())
+            decision = order_checks.preview_order(current_user, form.ticket())
         except ArbionError as exc:
             error = exc
     if request.headers.get("HX-Request") == "true":
@@ -179,6 +168,7 @@ def _csv_row(order: Order, labels: dict[int, str]) -> list[str]:
         order.created_at.isoformat(), labels.get(order.connection_id, ""), order.symbol, order.side.value,
         order.order_type.value, order.purpose.value, order.status.value, order.quantity, order.filled_quantity,
         order.remaining_quantity, order.average_fill_price, order.limit_price, order.stop_price, order.trail_offset,
-        order.time_in_force.value, order.fees, order.status_detail, order.client_order_id, order.broker_order_id,
+        order.trail_percent, order.time_in_force.value, order.fees, order.status_detail, order.client_order_id,
+        order.broker_order_id,
     ]  # fmt: skip
     return ["" if value is None else amount_text(value) if isinstance(value, Decimal) else value for value in values]

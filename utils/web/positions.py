@@ -14,12 +14,9 @@ from wtforms.validators import DataRequired, NumberRange
 from utils.services import positions
 from utils.tasks.trading import submit_order
 from utils.web.feedback import attempt
+from utils.web.forms import ActionForm
 
 bp = Blueprint("positions", __name__, url_prefix="/positions")
-
-
-class ActionForm(FlaskForm):
-    """A bare form: its CSRF token proves the action came from our page."""
 
 
 class StopForm(FlaskForm):

@@ -12,6 +12,7 @@ from wtforms.validators import DataRequired, Length
 
 from utils.services import api_tokens
 from utils.web.feedback import attempt
+from utils.web.forms import ActionForm
 
 bp = Blueprint("tokens", __name__, url_prefix="/account/tokens")
 SCOPE_LABELS = {
@@ -38,10 +39,6 @@ class TokenForm(FlaskForm):
         option_widget=widgets.CheckboxInput(),
     )
     expires_in_days = SelectField("Expires", choices=LIFETIMES, default="")
-
-
-class ActionForm(FlaskForm):
-    """A bare form: its CSRF token proves the action came from our page."""
 
 
 @bp.get("/")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from flask.testing import FlaskClient
 
 from models import BrokerConnection, Order, User
@@ -56,7 +57,7 @@ def test_the_same_idempotency_key_with_another_body_is_a_conflict(
 
 
 def test_bad_fields_get_a_422_naming_each_field(client: FlaskClient, paper: BrokerConnection, headers: dict) -> None:
-    body = order_body(paper, side="hold", quantity=0.01, order_type="iceberg", trail_percent="5")
+    body = order_body(paper, side="hold", quantity=0.01, order_type="iceberg", trail_percent="five")
     del body["symbol"]
     response = client.post("/api/v1/orders", json=body, headers=headers)
     assert response.status_code == 422
@@ -64,6 +65,41 @@ def test_bad_fields_get_a_422_naming_each_field(client: FlaskClient, paper: Brok
     assert error["code"] == "invalid_input" and error["details"]["location"] == "json"
     assert set(error["details"]["fields"]) == {"symbol", "side", "quantity", "order_type", "trail_percent"}
     assert "string" in error["details"]["fields"]["quantity"][0], "a JSON float is refused: it may have lost digits"
+    assert db.session.scalar(db.select(db.func.count(Order.id))) == 0
+
+
+def test_trailing_stops_by_percent_are_placed_and_answered_as_percent(
+    client: FlaskClient, paper: BrokerConnection, headers: dict
+) -> None:
+    body = order_body(paper, order_type="trailing_stop", trail_percent="1.5", trailing_stop_percent="3")
+    response = client.post("/api/v1/orders", json=body, headers=headers | {"Idempotency-Key": "pct-1"})
+    assert response.status_code == 202, response.json
+    order = response.json
+    assert (order["order_type"], order["trail_offset"], order["trail_percent"]) == ("trailing_stop", None, "1.5")
+    assert (order["protection"]["trailing_stop_offset"], order["protection"]["trailing_stop_percent"]) == (None, "3")
+    assert client.get(f"/api/v1/orders/{order['id']}", headers=headers).json["trail_percent"] == "1.5"
+    other = client.post(
+        "/api/v1/orders", json=body | {"trailing_stop_percent": "3.5"}, headers=headers | {"Idempotency-Key": "pct-1"}
+    )
+    assert other.status_code == 409 and other.json["error"]["details"] == {"order_id": order["id"]}
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"order_type": "trailing_stop", "trail_amount": "100", "trail_percent": "2"}, "trail_percent"),
+        ({"trailing_stop_amount": "100", "trailing_stop_percent": "2"}, "trailing_stop_percent"),
+        ({"order_type": "trailing_stop", "trail_percent": "100"}, "trail_percent"),
+        ({"trailing_stop_percent": "0"}, "trailing_stop_percent"),
+        ({"order_type": "trailing_stop"}, "trail_amount"),
+    ],
+)
+def test_a_bad_trail_is_a_422_naming_the_field_as_sent(
+    client: FlaskClient, paper: BrokerConnection, headers: dict, fields: dict[str, str], field: str
+) -> None:
+    response = client.post("/api/v1/orders", json=order_body(paper, **fields), headers=headers)
+    assert response.status_code == 422
+    assert response.json["error"]["details"] == {"field": field}
     assert db.session.scalar(db.select(db.func.count(Order.id))) == 0
 
 

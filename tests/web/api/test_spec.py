@@ -60,3 +60,16 @@ def test_the_docs_page_loads_only_local_assets_under_the_strict_csp(client: Flas
     for asset in assets:
         assert client.get(asset).status_code == 200, asset
     assert f'data-spec-url="{SPEC_URL}"' in html
+
+
+def test_operations_are_grouped_under_described_human_tags(client: FlaskClient) -> None:
+    spec = client.get(SPEC_URL).json
+    tags = {tag["name"]: tag["description"] for tag in spec["tags"]}
+    assert set(tags) == {"Orders", "Positions", "Trades", "Account", "Administration"}
+    assert all(tags.values()), "every tag says what it holds"
+    operations = [
+        operation for path in spec["paths"].values() for key, operation in path.items() if key != "parameters"
+    ]
+    used = {tag for operation in operations for tag in operation["tags"]}
+    assert used == set(tags), "no operation is filed under a blueprint name"
+    assert spec["paths"]["/api/v1/orders"]["post"]["tags"] == ["Orders"]

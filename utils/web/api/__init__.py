@@ -49,6 +49,8 @@ def init_api(app: Flask) -> None:
             "openapi_version": "3.0.3",
             "security": [{"bearerAuth": []}, {"sessionCookie": []}],
             "info": {"description": "Orders, positions, trades and risk. Money travels as strings."},
+            # Replaces the tag list flask-smorest builds from blueprint names ("api_orders").
+            "tags": [{"name": blueprint.tag, "description": blueprint.description} for blueprint in RESOURCES],
         },
     )
     for name, scheme in SECURITY_SCHEMES.items():

@@ -18,7 +18,13 @@ from utils.web.api.schemas import (
     TradingStateSchema,
 )
 
-blp = ApiBlueprint("api_account", __name__, url_prefix="/api/v1", description="Connections, quotes and limits.")
+blp = ApiBlueprint(
+    "api_account",
+    __name__,
+    url_prefix="/api/v1",
+    tag="Account",
+    description="Your broker connections, quotes, risk limits and trading state.",
+)
 
 
 @blp.route("/connections", methods=["GET"])

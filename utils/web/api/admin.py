@@ -11,7 +11,14 @@ from utils.web.api.auth import caller
 from utils.web.api.base import ApiBlueprint
 from utils.web.api.schemas import AuditArgsSchema, AuditEntrySchema, RiskLimitsSchema, RiskLimitsUpdateSchema
 
-blp = ApiBlueprint("api_admin", __name__, url_prefix="/api/v1/admin", description="Administration.", admin=True)
+blp = ApiBlueprint(
+    "api_admin",
+    __name__,
+    url_prefix="/api/v1/admin",
+    tag="Administration",
+    description="Users' risk limits and the audit trail (tokens with the admin scope only).",
+    admin=True,
+)
 
 
 @blp.route("/users/<int:user_id>/risk-limits", methods=["PUT"])

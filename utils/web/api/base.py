@@ -34,13 +34,20 @@ class EnvelopeParser(FlaskParser):
 
 class ApiBlueprint(Blueprint):
     """A resource of /api/v1: authenticates every call itself, CSRF only for session calls, and
-    counts every call against API_RATE_LIMIT. ``admin`` resources need the admin scope."""
+    counts every call against API_RATE_LIMIT. ``admin`` resources need the admin scope. ``tag``
+    is the resource's name in the OpenAPI document and Swagger UI (the blueprint's name is not
+    for readers)."""
 
     ARGUMENTS_PARSER = EnvelopeParser()
     authenticates_itself = True  # the app-wide login guard leaves these calls to us
 
-    def __init__(self, *args: Any, admin: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, tag: str, admin: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.tag = tag
         self.before_request(lambda: authenticate(admin))
         csrf.exempt(self)
         limiter.shared_limit(api_limit, scope="api", key_func=rate_limit_key)(self)
+
+    def route(self, rule: str, *, parameters: Any = None, tags: list[str] | None = None, **options: Any) -> Any:
+        """A documented route, filed under this resource's tag unless given others."""
+        return super().route(rule, parameters=parameters, tags=tags or [self.tag], **options)

@@ -6,6 +6,7 @@ from typing import Any
 
 from models import Order
 from utils.enums import OrderSide, OrderStatus, OrderType, TimeInForce
+from utils.exceptions import InvalidInputError
 from utils.services import api_reads, order_tracking, orders
 from utils.services.order_tickets import OrderTicket
 from utils.tasks.trading import submit_order
@@ -21,8 +22,16 @@ from utils.web.api.schemas import (
     page_body,
 )
 
-blp = ApiBlueprint("api_orders", __name__, url_prefix="/api/v1/orders", description="Place and follow orders.")
+blp = ApiBlueprint(
+    "api_orders",
+    __name__,
+    url_prefix="/api/v1/orders",
+    tag="Orders",
+    description="Place entries (risk-checked, stored, then sent by a worker); follow, cancel or change them.",
+)
 ENTRY_SIDE = {"buy": OrderSide.BUY, "sell": OrderSide.SELL_SHORT}
+# The ticket's field names that this API spells differently (a 422 names the field as sent).
+API_FIELDS = {"trail_offset": "trail_amount", "trailing_stop_offset": "trailing_stop_amount"}
 
 
 @blp.route("", methods=["POST"])
@@ -37,7 +46,7 @@ def place(body: dict[str, Any], idempotency_key: str | None = None) -> Order:
     worker sends it, so follow it with GET /orders/{id}. A repeat with the same Idempotency-Key and
     body returns the same order; the same key with another body is a 409. ``sell`` opens a short.
     """
-    order = orders.place_order(caller(), _ticket(body, idempotency_key))
+    order = _placed(_ticket(body, idempotency_key))
     if order.status == OrderStatus.PENDING_SUBMIT:
         submit_order.delay(order.id)
     return order
@@ -75,6 +84,17 @@ def replace(body: dict[str, Any], order_id: int) -> Order:
     return order_tracking.replace_order(caller(), order_id, **body)
 
 
+def _placed(ticket: OrderTicket) -> Order:
+    """The gateway's answer; a refused field is named as this API spells it."""
+    try:
+        return orders.place_order(caller(), ticket)
+    except InvalidInputError as exc:
+        field = exc.details.get("field")
+        if field in API_FIELDS:
+            exc.details["field"] = API_FIELDS[field]
+        raise
+
+
 def _ticket(body: dict[str, Any], idempotency_key: str | None) -> OrderTicket:
     return OrderTicket(
         connection_id=body["connection_id"],
@@ -86,7 +106,10 @@ def _ticket(body: dict[str, Any], idempotency_key: str | None) -> OrderTicket:
         limit_price=body["limit_price"],
         stop_price=body["stop_price"],
         trail_offset=body["trail_amount"],
+        trail_percent=body["trail_percent"],
         stop_loss_price=body["stop_loss_price"],
         take_profit_price=body["take_profit_price"],
+        trailing_stop_offset=body["trailing_stop_amount"],
+        trailing_stop_percent=body["trailing_stop_percent"],
         idempotency_key=idempotency_key,
     )

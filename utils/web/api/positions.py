@@ -12,8 +12,16 @@ from utils.web.api.auth import caller, order_write_limit
 from utils.web.api.base import ApiBlueprint
 from utils.web.api.schemas import OrderSchema, PositionSchema, TradeListArgsSchema, TradePageSchema, page_body
 
-blp = ApiBlueprint("api_positions", __name__, url_prefix="/api/v1/positions", description="Open positions.")
-trades_blp = ApiBlueprint("api_trades", __name__, url_prefix="/api/v1/trades", description="Trades, open and closed.")
+blp = ApiBlueprint(
+    "api_positions",
+    __name__,
+    url_prefix="/api/v1/positions",
+    tag="Positions",
+    description="Open positions with their protection and unrealized P&L; close one at market.",
+)
+trades_blp = ApiBlueprint(
+    "api_trades", __name__, url_prefix="/api/v1/trades", tag="Trades", description="Your trades, open and closed."
+)
 
 
 @blp.route("", methods=["GET"])

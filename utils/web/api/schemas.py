@@ -8,8 +8,10 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, post_dump, post_load, validate
 
 from utils.enums import OrderStatus, OrderType, TimeInForce, TradeStatus
+from utils.money import decimal_text
 from utils.services import risk_limits
-from utils.services.api_reads import MAX_PER_PAGE, ListQuery, Page
+from utils.services.api_reads import MAX_PER_PAGE, ListQuery
+from utils.services.paging import Page
 
 ORDER_SIDES = ("buy", "sell")
 
@@ -23,7 +25,7 @@ class DecimalString(fields.Field):
         super().__init__(metadata=metadata, **kwargs)
 
     def _serialize(self, value: Decimal | None, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        return None if value is None else format(value.normalize(), "f")
+        return None if value is None else decimal_text(value)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
         if isinstance(value, bool) or not isinstance(value, str | int):
@@ -112,8 +114,11 @@ class OrderCreateSchema(Schema):
     limit_price = DecimalString(load_default=None, allow_none=True)
     stop_price = DecimalString(load_default=None, allow_none=True)
     trail_amount = DecimalString(load_default=None, allow_none=True)
+    trail_percent = DecimalString(load_default=None, allow_none=True, metadata={"description": "0 < % < 100"})
     stop_loss_price = DecimalString(load_default=None, allow_none=True)
     take_profit_price = DecimalString(load_default=None, allow_none=True)
+    trailing_stop_amount = DecimalString(load_default=None, allow_none=True)
+    trailing_stop_percent = DecimalString(load_default=None, allow_none=True, metadata={"description": "0 < % < 100"})
 
 
 class IdempotencyHeaderSchema(Schema):
@@ -137,6 +142,7 @@ class ProtectionSchema(Schema):
     stop_loss_price = DecimalString()
     take_profit_price = DecimalString()
     trailing_stop_offset = DecimalString()
+    trailing_stop_percent = DecimalString()
     detail = fields.String(attribute="protection_detail")
 
 
@@ -158,6 +164,7 @@ class OrderSchema(Schema):
     limit_price = DecimalString()
     stop_price = DecimalString()
     trail_offset = DecimalString()
+    trail_percent = DecimalString()
     filled_quantity = DecimalString()
     remaining_quantity = DecimalString()
     average_fill_price = DecimalString()
@@ -196,6 +203,7 @@ class TradeSchema(Schema):
     stop_loss_price = DecimalString()
     take_profit_price = DecimalString()
     trailing_stop_offset = DecimalString()
+    trailing_stop_percent = DecimalString()
     fees = DecimalString()
     realized_pnl = DecimalString()
     opened_at = fields.AwareDateTime(allow_none=True)

@@ -1,0 +1,110 @@
+"""The checks every order passes before it is stored: a connection that can trade, a quantity the
+broker accepts, and the risk engine on fresh inputs (a quote, the market's hours).
+
+Entries meet every rule and a refusal is told to the user; exits meet only the rules exits obey,
+so nothing ever blocks a protective or closing exit that reduces what a trade holds. The order
+ticket's Preview asks the same questions without storing anything.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from models import BrokerConnection, Trade, User
+from utils.brokers.base import Broker, Quote
+from utils.enums import ConnectionStatus, OrderPurpose, OrderSide
+from utils.exceptions import ArbionError, ConflictError
+from utils.extensions import db
+from utils.money import utcnow
+from utils.observability import get_logger
+from utils.risk.engine import RiskDecision
+from utils.risk.inputs import OrderIntent, RiskSnapshot
+from utils.services import audit, connections, notifications, order_tickets, risk, trade_book
+from utils.services.order_tickets import OrderTicket
+
+log = get_logger(__name__)
+CLOSING_SIDE = {OrderSide.BUY: OrderSide.SELL, OrderSide.SELL_SHORT: OrderSide.BUY_TO_COVER}
+
+
+def preview_order(user: User, ticket: OrderTicket) -> RiskDecision:
+    """What the risk engine would decide for this entry now, with the projected exposure; stores,
+    audits and sends nothing (the order ticket's Preview). Bad input raises as ``place_order`` does."""
+    ticket = order_tickets.validated(ticket)
+    connection = usable_connection(user, ticket.connection_id)
+    intent, quote, is_open = _entry_inputs(connection, ticket)
+    return risk.preview(user, connection.id, intent, quote, is_open)
+
+
+def _entry_inputs(connection: BrokerConnection, ticket: OrderTicket) -> tuple[OrderIntent, Quote | None, bool]:
+    """Whole shares where the broker wants them (else raise), then what the risk engine weighs:
+    the intent, a fresh quote and whether the market is open."""
+    broker = connections.broker_for(connection)
+    order_tickets.check_quantity_precision(broker, ticket.quantity)
+    return order_tickets.intent_of(ticket), quote_or_none(broker, ticket.symbol), market_open(broker, ticket.symbol)
+
+
+def check_entry(user: User, connection: BrokerConnection, ticket: OrderTicket) -> Quote | None:
+    """The risk engine on the entry's inputs; a refusal is told to the user and raised. Returns the
+    quote the decision used."""
+    intent, quote, is_open = _entry_inputs(connection, ticket)
+    decision = risk.evaluate(user, connection.id, intent, quote, is_open)
+    if not decision.allowed:
+        message = f"{ticket.symbol}: order refused by your risk limits. " + " ".join(decision.reasons)
+        notifications.notify(user.id, "risk_rejected", message, level="warning")
+        db.session.commit()
+    decision.raise_if_rejected()
+    return quote
+
+
+def usable_connection(user: User, connection_id: int) -> BrokerConnection:
+    """The user's connection if it can trade now, else a clear error."""
+    connection = connections.get_connection(user, connection_id)
+    if connection.status != ConnectionStatus.CONNECTED:
+        raise ConflictError(
+            f"{connection.label} cannot trade right now ({connection.status.value.replace('_', ' ')}). "
+            "Open Connections to fix it.",
+            details={"connection_id": connection.id, "status": connection.status.value},
+        )
+    return connection
+
+
+def quote_or_none(broker: Broker, symbol: str) -> Quote | None:
+    """The broker's quote, or None when it has none (the risk engine then blocks entries)."""
+    try:
+        return broker.quotes([symbol]).get(symbol)
+    except ArbionError as exc:
+        log.warning("orders.quote_unavailable", symbol=symbol, error=exc.code)
+        return None
+
+
+def market_open(broker: Broker, symbol: str) -> bool:
+    """Whether the symbol's market is open now; False when the broker cannot say (fail closed)."""
+    if broker.capabilities.always_open:
+        return True
+    try:
+        return broker.market_hours(symbol, utcnow()).is_open
+    except ArbionError as exc:
+        log.warning("orders.market_hours_unavailable", symbol=symbol, error=exc.code)
+        return False
+
+
+def check_exit(trade: Trade, purpose: OrderPurpose, quantity: Decimal) -> None:
+    """Run an exit of ``trade`` through the risk engine (raises when refused).
+
+    Only the rules exits obey apply: the exit must reduce what the trade holds; no exposure
+    limit, trading state or stale quote blocks it. The snapshot comes from the trade itself, so
+    the monitor's closes cost no account-wide queries.
+    """
+    intent = OrderIntent(
+        symbol=trade.symbol,
+        side=CLOSING_SIDE[OrderSide(trade.side)],
+        quantity=quantity,
+        purpose=purpose,
+    )
+    snapshot = RiskSnapshot(now=utcnow(), reduces_position=Decimal(0) < quantity <= trade_book.open_quantity(trade))
+    user = db.session.get_one(User, trade.user_id)
+    decision = risk.ENGINE.check(intent, snapshot, risk.limits_for(user))
+    if not decision.allowed:
+        audit.record("risk.rejected", subject=trade, details={"reasons": decision.reasons, "purpose": purpose.value})
+        db.session.commit()
+    decision.raise_if_rejected()
