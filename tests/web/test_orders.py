@@ -152,6 +152,7 @@ def test_the_history_filters_and_pages(client: FlaskClient, trader: User, paper:
     login(client, "trader@example.com")
     first_page = client.get("/orders/").get_data(as_text=True)
     assert len(rows(first_page, "order-history")) == 50 and "Page 1 of 2 (57 orders)" in first_page
+    assert 'class="field-error"' not in first_page, "no filter is an error when none is given"
     assert rows(first_page, "order-history")[0] == str(old.id), "newest first"
     second_page = client.get("/orders/?page=2").get_data(as_text=True)
     assert len(rows(second_page, "order-history")) == 7 and 'id="page-previous"' in second_page

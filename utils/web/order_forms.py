@@ -147,8 +147,8 @@ class HistoryFilterForm(FlaskForm):
     since = DateField("From (UTC)", validators=[Optional()])
     until = DateField("To (UTC)", validators=[Optional()])
     symbol = StringField("Symbol", validators=[Optional(), Length(max=20)])
-    status = SelectField("Status", choices=STATUSES)
-    connection = SelectField("Connection", choices=[ANY])
+    status = SelectField("Status", choices=STATUSES, default="")
+    connection = SelectField("Connection", choices=[ANY], default="")
 
     def offer(self, connections: list[BrokerConnection]) -> HistoryFilterForm:
         """Offer the trader's connections as a filter."""
