@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -10,7 +10,7 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
 from utils.services import broker_apps
-from utils.web.feedback import attempt
+from utils.web.feedback import attempt, flash_errors
 
 bp = Blueprint("brokers", __name__, url_prefix="/brokers")
 
@@ -43,5 +43,5 @@ def save_schwab() -> ResponseReturnValue:
             "Schwab app saved.",
         )
     else:
-        flash(" ".join(error for errors in form.errors.values() for error in errors), "error")
+        flash_errors(form)
     return redirect(url_for("admin.brokers.index"))

@@ -14,6 +14,7 @@ from models import User
 from utils.enums import TradingState
 from utils.services import risk, risk_limits, trading_state, users
 from utils.web.feedback import attempt
+from utils.web.forms import ActionForm
 
 bp = Blueprint("trading", __name__, url_prefix="/trading")
 STATES = [
@@ -94,7 +95,3 @@ def limit_rows(user: User) -> list[tuple[str, str, str]]:
         value = getattr(effective, name)
         rows.append((name, shown, ", ".join(sorted(value)) if isinstance(value, frozenset) else str(value)))
     return rows
-
-
-class ActionForm(FlaskForm):
-    """A bare form: its CSRF token proves the action came from our page."""

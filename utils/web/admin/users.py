@@ -14,8 +14,9 @@ from utils.enums import Role
 from utils.exceptions import ConflictError, InvalidInputError
 from utils.services import positions, trading_state, users
 from utils.tasks.trading import submit_order
-from utils.web.admin.trading import ActionForm, TradingStateForm, limit_rows
+from utils.web.admin.trading import TradingStateForm, limit_rows
 from utils.web.feedback import attempt
+from utils.web.forms import ActionForm
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 ROLE_CHOICES = [SelectChoice(role.value, role.value.title()) for role in Role]
@@ -34,10 +35,6 @@ class RoleForm(FlaskForm):
     """A new role for a user."""
 
     role = SelectField("Role", choices=ROLE_CHOICES)
-
-
-class ConfirmForm(FlaskForm):
-    """A bare form: its CSRF token confirms the action came from our page."""
 
 
 class FlattenForm(FlaskForm):
@@ -84,7 +81,7 @@ def detail(user_id: int) -> ResponseReturnValue:
         "admin/user_detail.html",
         user=user,
         role_form=RoleForm(role=user.role.value),
-        confirm_form=ConfirmForm(),
+        confirm_form=ActionForm(),
         flatten_form=FlattenForm(),
         trading_status=status,
         trading_form=TradingStateForm(state=status.state.value, reason=status.reason),
@@ -126,7 +123,7 @@ def reset_password(user_id: int) -> ResponseReturnValue:
 @bp.post("/<int:user_id>/delete")
 def delete(user_id: int) -> ResponseReturnValue:
     """Delete the account (refused, with the reason, for oneself, the last superadmin, or open trading)."""
-    if not ConfirmForm().validate_on_submit():
+    if not ActionForm().validate_on_submit():
         return redirect(url_for("admin.users.detail", user_id=user_id))
     email = attempt(lambda: users.delete_user(current_user, user_id))
     if email is None:
