@@ -129,6 +129,24 @@ def test_disabling_from_the_page_needs_password_and_code(client: FlaskClient, tr
     assert "two_factor.disable" in [entry.action for entry in audit.recent()]
 
 
+def test_replacing_recovery_codes_retires_the_old_ones(client: FlaskClient, trader: User) -> None:
+    login(client, "trader@example.com")
+    secret, old_codes = enrol_through_the_page(client)
+    action = "/account/two-factor/recovery-codes"
+    wrong = {"password": "not my password", "code": code_for(secret)}
+    assert post_form(client, "/account/two-factor", action, wrong).status_code == 422
+
+    replaced = post_form(client, "/account/two-factor", action, {"password": DEFAULT_PASSWORD, "code": old_codes[0]})
+    assert replaced.status_code == 200 and replaced.headers["Cache-Control"] == "no-store"
+    new_codes = re.findall(r"<li><code>([a-z2-7-]{19})</code></li>", replaced.get_data(as_text=True))
+    assert len(new_codes) == 10 and not set(new_codes) & set(old_codes)
+    log_out(client)
+    login(client, "trader@example.com")
+    assert second_step(client, old_codes[1]).status_code == 401, "the old set no longer works"
+    assert second_step(client, new_codes[1]).status_code == 302
+    assert "two_factor.recovery_codes_replaced" in [entry.action for entry in audit.recent()]
+
+
 @pytest.fixture()
 def totp_required(environ: dict[str, str]) -> dict[str, str]:
     environ["ADMIN_REQUIRE_TOTP"] = "true"

@@ -86,17 +86,31 @@ def enable(user: User, sealed: str, code: str) -> list[str]:
 
 def disable(user: User, password: str, code: str) -> None:
     """Turn two-factor off after the password and a current code (or a recovery code). Commit, audit."""
-    if not is_enabled(user):
-        raise ConflictError("Two-factor sign-in is not on.")
-    if not verify_password(user.password_hash, password):
-        raise InvalidInputError("The password is not correct.", details={"field": "password"})
-    if _accept_code(user, code) is None:
-        _refuse(user, "two_factor.disable_failed", InvalidInputError(INVALID_CODE, details={"field": "code"}))
+    _confirm_identity(user, password, code, "two_factor.disable_failed")
     user.totp_secret_encrypted = None
     user.totp_last_step = None
     db.session.execute(db.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     audit.record("two_factor.disable", actor=user, subject=user)
     db.session.commit()
+
+
+def replace_recovery_codes(user: User, password: str, code: str) -> list[str]:
+    """A fresh set of recovery codes (the old ones stop working), after the password and a code."""
+    _confirm_identity(user, password, code, "two_factor.recovery_codes_failed")
+    codes = _new_recovery_codes(user)
+    audit.record("two_factor.recovery_codes_replaced", actor=user, subject=user)
+    db.session.commit()
+    return codes
+
+
+def _confirm_identity(user: User, password: str, code: str, failed_action: str) -> None:
+    """The password and a current code (or a recovery code) of a user with two-factor on."""
+    if not is_enabled(user):
+        raise ConflictError("Two-factor sign-in is not on.")
+    if not verify_password(user.password_hash, password):
+        raise InvalidInputError("The password is not correct.", details={"field": "password"})
+    if _accept_code(user, code) is None:
+        _refuse(user, failed_action, InvalidInputError(INVALID_CODE, details={"field": "code"}))
 
 
 def pending_sign_in(user: User) -> dict[str, int]:

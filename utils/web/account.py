@@ -35,7 +35,7 @@ class EnrolForm(FlaskForm):
 
 
 class DisableForm(FlaskForm):
-    """Password and a current code (or a recovery code)."""
+    """Password and a current code (or a recovery code): to turn two-factor off or replace recovery codes."""
 
     password = PasswordField("Password", validators=[DataRequired(), Length(max=128)])
     code = StringField("Code from the app or a recovery code", validators=[DataRequired(), Length(max=40)])
@@ -93,6 +93,20 @@ def disable_two_factor() -> ResponseReturnValue:
         return _two_factor_page(disable_form=form, status=exc.status)
     flash("Two-factor sign-in is off.", "info")
     return redirect(url_for("account.two_factor"))
+
+
+@bp.post("/two-factor/recovery-codes")
+def replace_recovery_codes() -> ResponseReturnValue:
+    """Replace the recovery codes (password and a code required); the new ones are shown once."""
+    form = DisableForm()
+    if not form.validate_on_submit():
+        return _two_factor_page(disable_form=form, status=400)
+    try:
+        codes = two_factor.replace_recovery_codes(current_user, form.password.data, form.code.data)
+    except ArbionError as exc:
+        flash(exc.message, "error")
+        return _two_factor_page(disable_form=form, status=exc.status)
+    return render_template("account/recovery_codes.html", codes=codes), 200, {"Cache-Control": "no-store"}
 
 
 def _profile_page(form: ProfileForm) -> str:
