@@ -146,7 +146,7 @@ def test_the_ticket_places_trailing_stops_by_percent(
     assert (order.trail_offset, order.trail_percent) == (None, Decimal("1.5"))
     assert order.trade is not None and order.trade.trailing_stop_percent == Decimal(4)
     listed = client.get("/orders/").get_data(as_text=True)
-    assert "trailing-stop trail 1.5%" in listed
+    assert '<td class="order-type">trailing-stop by 1.5%</td>' in listed
 
 
 def test_a_trail_amount_and_percent_together_are_refused_on_the_percent_field(
