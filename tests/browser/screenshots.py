@@ -19,7 +19,7 @@ from tests.processes import ROOT
 from tests.support import make_user
 from tests.trading_support import add_snapshot, add_trade, ask, ticket
 from tests.venues import eventually
-from utils.enums import Role, TradeStatus
+from utils.enums import OrderPurpose, Role, TradeStatus
 from utils.extensions import db
 from utils.money import utcnow
 from utils.services import orders, paper_market
@@ -90,7 +90,9 @@ def test_screenshots(open_page: PageFactory, paper: BrokerConnection) -> None:
     history(trader, paper)
     for symbol, quantity in (("BTC-USD", "0.05"), ("ETH-USD", "1"), ("SOL-USD", "20")):
         enter(paper, symbol, quantity)
-    sent = db.select(db.func.count(Order.id)).where(Order.broker_order_id.is_not(None))
+    sent = db.select(db.func.count(Order.id)).where(
+        Order.purpose == OrderPurpose.ENTRY, Order.broker_order_id.is_not(None)
+    )
     eventually(lambda: db.session.scalar(sent) == 3, "the entries to reach the broker", timeout=30)
     paper_market.shift_price("SOL-USD", "-8")  # SOL gaps through its stop: closed with a loss
 

@@ -191,3 +191,29 @@ def test_the_decision_serialises_to_json_with_money_as_strings() -> None:
     assert body["projected"]["order_notional"] == "1000.10"
     assert body["reasons"] == decision.reasons
     assert {rule["name"] for rule in body["rules"]} == {rule.name for rule in DEFAULT_RULES}
+
+
+class Undescribable(Rule):
+    """A rule that passes but cannot describe its limit."""
+
+    name = "undescribable"
+
+    def check(self, intent: OrderIntent, snapshot: RiskSnapshot, limits: RiskLimits) -> str | None:
+        return None
+
+    def describe(self, limits: RiskLimits) -> str:
+        raise RuntimeError("no words")
+
+
+def test_every_result_says_which_limit_applies_in_words() -> None:
+    custom = limits(max_order_notional=D(25000), max_open_positions=None, symbol_denylist=frozenset({"GME"}))
+    described = {result.name: result.limit for result in ENGINE.check(intent(), snapshot(), custom).results}
+    assert described["max_order_notional"] == "At most $25,000.00 per order."
+    assert described["max_open_positions"] == "No limit."
+    assert described["symbol_lists"] == "Allowed: any symbol; never: GME."
+    assert all(described.values()), "every default rule describes its limit"
+
+
+def test_a_description_that_fails_is_blank_and_changes_no_decision() -> None:
+    decision = RiskEngine([Undescribable()]).check(intent(), snapshot(), limits())
+    assert decision.allowed and decision.results[0].limit == ""

@@ -183,6 +183,7 @@ def test_the_htmx_preview_shows_limits_and_exposure_and_changes_nothing(
     assert passing.status_code == 200 and "<html" not in fragment
     assert 'data-allowed="true"' in fragment and "This order would pass your risk limits." in fragment
     assert 'data-rule="max_order_notional"' in fragment and 'data-rule="stop_loss"' in fragment
+    assert "At most $25,000.00 per order." in fragment, "the preview says which limit applies"
     assert re.search(r"<dt>Order value</dt><dd>\$[\d,]+\.\d{2}</dd>", fragment)
     refused = submit(client, "/orders/preview", protected_buy(paper, quantity="1"), **{"HX-Request": "true"})
     assert 'data-allowed="false"' in refused.get_data(as_text=True)

@@ -10,7 +10,7 @@ they still have to really reduce a position (``exit_reduces_position``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -33,6 +33,7 @@ class RuleResult:
     message: str = ""
     applied: bool = True
     errored: bool = False
+    limit: str = ""  # the limit in words, for display
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,9 @@ class RiskEngine:
         )
 
     def _run(self, rule: Rule, intent: OrderIntent, snapshot: RiskSnapshot, limits: RiskLimits) -> RuleResult:
+        return replace(self._verdict(rule, intent, snapshot, limits), limit=_described(rule, limits))
+
+    def _verdict(self, rule: Rule, intent: OrderIntent, snapshot: RiskSnapshot, limits: RiskLimits) -> RuleResult:
         name = _rule_name(rule)
         if rule.gates_new_exposure and reduces_exposure(intent):
             return RuleResult(name, passed=True, message=SKIPPED_FOR_EXITS, applied=False)
@@ -150,6 +154,15 @@ class RiskEngine:
         except Exception:  # the rules already failed closed on the same inputs.
             log.warning("risk.projection_failed", symbol=_safe_symbol(intent), exc_info=True)
             return ProjectedExposure()
+
+
+def _described(rule: Rule, limits: RiskLimits) -> str:
+    """The rule's limit in words; a description that fails is left blank (it decides nothing)."""
+    try:
+        return str(rule.describe(limits))
+    except Exception:
+        log.warning("risk.describe_failed", rule=_rule_name(rule), exc_info=True)
+        return ""
 
 
 def evaluation_failed(rule_name: str) -> str:

@@ -61,6 +61,14 @@ def unknown_value(intent: OrderIntent) -> str:
     )
 
 
+def _money_limit(limit: Decimal | None, scope: str) -> str:
+    return f"At most {usd(limit)} {scope}." if limit is not None else "No limit."
+
+
+def _count_limit(limit: int | None, scope: str) -> str:
+    return f"At most {limit} {scope}." if limit is not None else "No limit."
+
+
 class Rule(abc.ABC):
     """One risk rule. Subclasses set ``name`` and implement ``check``."""
 
@@ -76,6 +84,10 @@ class Rule(abc.ABC):
     def check(self, intent: OrderIntent, snapshot: RiskSnapshot, limits: RiskLimits) -> str | None:
         """None when the order passes this rule, otherwise the reason in a trader's words."""
 
+    def describe(self, limits: RiskLimits) -> str:
+        """The limit this rule holds the trader to, in words (shown by the order preview)."""
+        return ""
+
 
 # ---------------------------------------------------------------------------- who may trade
 
@@ -85,6 +97,10 @@ class TradingStateRule(Rule):
     accept exits only."""
 
     name = "trading_state"
+
+    def describe(self, limits: RiskLimits) -> str:
+        """The limit this rule holds the trader to, in words."""
+        return "The platform, your account and this broker connection must be ACTIVE."
 
     def check(self, intent: OrderIntent, snapshot: RiskSnapshot, limits: RiskLimits) -> str | None:
         """Refuse new exposure unless the platform, the user and the connection are all ACTIVE."""
@@ -115,6 +131,10 @@ class ExitReducesPositionRule(Rule):
     name = "exit_reduces_position"
     gates_new_exposure = False
 
+    def describe(self, limits: RiskLimits) -> str:
+        """The limit this rule holds the trader to, in words."""
+        return "A closing order must reduce an open position."
+
     def check(self, intent: OrderIntent, snapshot: RiskSnapshot, limits: RiskLimits) -> str | None:
         """Pass entries; pass exits only when the snapshot says they reduce an open position."""
         if OrderPurpose(intent.purpose) == OrderPurpose.ENTRY:
@@ -133,6 +153,12 @@ class SymbolListRule(Rule):
 
     name = "symbol_lists"
 
+    def describe(self, limits: RiskLimits) -> str:
+        """The limit this rule holds the trader to, in words."""
+        allowed = ", ".join(sorted(limits.symbol_allowlist)) or "any symbol"
+        denied = ", ".join(sorted(limits.symbol_denylist))
+        return f"Allowed: {allowed}" + (f"; never: {denied}." if denied else ".")
+
     def check(self, intent: OrderIntent, snapshot: RiskSnapshot, limits: RiskLimits) -> str | None:
         """Refuse denied symbols and, with an allowlist, every symbol not on it."""
         symbol = intent.symbol.upper()
@@ -150,6 +176,10 @@ class MarketHoursRule(Rule):
 
     name = "market_hours"
 
+    def describe(self, limits: RiskLimits) -> str:
+        """The limit this rule holds the trader to, in words."""
+        return "Equities in regular market hours only." if limits.equities_market_hours_only else "Any time."
+
     def check(self, intent: OrderIntent, snapshot: RiskSnapshot, limits: RiskLimits) -> str | None:
         """Refuse an equity entry while the market is closed, when the limit asks for it."""
         if not limits.equities_market_hours_only or intent.is_crypto:
@@ -163,6 +193,10 @@ class QuoteFreshnessRule(Rule):
     """An entry needs a quote for its symbol, with a usable price, no older than the limit."""
 
     name = "stale_quote"
+
+    def describe(self, limits: RiskLimits) -> str:
+        """The limit this rule holds the trader to, in words."""
+        return f"A quote at most {limits.max_quote_age_seconds} s old."
 
     def check(self, intent: OrderIntent, snapshot: RiskSnapshot, limits: RiskLimits) -> str | None:
         """Refuse a missing, foreign, priceless or stale quote."""
@@ -195,6 +229,10 @@ class MaxOrderNotionalRule(Rule):
     name = "max_order_notional"
     error = PositionSizeLimitError
 
+    def describe(self, limits: RiskLimits) -> str:
+        """The limit this rule holds the trader to, in words."""
+        return _money_limit(limits.max_order_notional, "per order")
+
     def check(self, intent: OrderIntent, snapshot: RiskSnapshot, limits: RiskLimits) -> str | None:
         """Refuse an order worth more than the per-order limit (or of unknown value)."""
         if limits.max_order_notional is None:
@@ -213,6 +251,10 @@ class MaxPositionNotionalRule(Rule):
 
     name = "max_position_notional"
     error = PositionSizeLimitError
+
+    def describe(self, limits: RiskLimits) -> str:
+        """The limit this rule holds the trader to, in words."""
+        return _money_limit(limits.max_position_notional, "per symbol")
 
     def check(self, intent: OrderIntent, snapshot: RiskSnapshot, limits: RiskLimits) -> str | None:
         """Refuse an order that would take the symbol's exposure over the per-symbol limit."""
@@ -237,6 +279,10 @@ class MaxTotalExposureRule(Rule):
     name = "max_total_exposure"
     error = PositionSizeLimitError
 
+    def describe(self, limits: RiskLimits) -> str:
+        """The limit this rule holds the trader to, in words."""
+        return _money_limit(limits.max_total_exposure, "in all positions")
+
     def check(self, intent: OrderIntent, snapshot: RiskSnapshot, limits: RiskLimits) -> str | None:
         """Refuse an order that would take total exposure over the limit."""
         if limits.max_total_exposure is None:
@@ -256,6 +302,10 @@ class MaxOpenPositionsRule(Rule):
 
     name = "max_open_positions"
     error = PositionSizeLimitError
+
+    def describe(self, limits: RiskLimits) -> str:
+        """The limit this rule holds the trader to, in words."""
+        return _count_limit(limits.max_open_positions, "open positions")
 
     def check(self, intent: OrderIntent, snapshot: RiskSnapshot, limits: RiskLimits) -> str | None:
         """Refuse a new position once the count is at the limit."""
@@ -277,6 +327,10 @@ class MaxOrdersPerDayRule(Rule):
     name = "max_orders_per_day"
     error = DailyTradingLimitExceededError
 
+    def describe(self, limits: RiskLimits) -> str:
+        """The limit this rule holds the trader to, in words."""
+        return _count_limit(limits.max_orders_per_day, "new orders a day (UTC)")
+
     def check(self, intent: OrderIntent, snapshot: RiskSnapshot, limits: RiskLimits) -> str | None:
         """Refuse an entry once today's count is at the limit."""
         if limits.max_orders_per_day is None:
@@ -294,6 +348,10 @@ class MaxDailyLossRule(Rule):
     name = "max_daily_loss"
     error = DailyTradingLimitExceededError
     enters_reducing = True
+
+    def describe(self, limits: RiskLimits) -> str:
+        """The limit this rule holds the trader to, in words."""
+        return _money_limit(limits.max_daily_loss, "realized loss a day (UTC)")
 
     def check(self, intent: OrderIntent, snapshot: RiskSnapshot, limits: RiskLimits) -> str | None:
         """Refuse entries once today's realized loss reaches the limit."""
@@ -318,6 +376,12 @@ class StopLossRule(Rule):
     name = "stop_loss"
     error = StopLossNotSetError
 
+    def describe(self, limits: RiskLimits) -> str:
+        """The limit this rule holds the trader to, in words."""
+        distance = limits.max_stop_distance_pct
+        rule = "Required" if limits.require_stop_loss else "Optional"
+        return f"{rule}; at most {distance}% from the entry." if distance is not None else f"{rule}."
+
     def check(self, intent: OrderIntent, snapshot: RiskSnapshot, limits: RiskLimits) -> str | None:
         """Check presence, side and distance of the stop against the entry's reference price."""
         if intent.stop_loss_price is None:
@@ -336,6 +400,10 @@ class TakeProfitRule(Rule):
     """A take-profit, when given, sits on the profitable side of the entry."""
 
     name = "take_profit"
+
+    def describe(self, limits: RiskLimits) -> str:
+        """The limit this rule holds the trader to, in words."""
+        return "Optional; on the profitable side of the entry."
 
     def check(self, intent: OrderIntent, snapshot: RiskSnapshot, limits: RiskLimits) -> str | None:
         """Refuse a take-profit that would close the position at once or at a loss."""
