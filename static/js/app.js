@@ -14,10 +14,17 @@
     }
   });
 
-  // Live parts poll only while the page is visible: no polling storms from background tabs.
+  function typingIn(target) {
+    var active = document.activeElement;
+    return target && active && target.contains(active) && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName);
+  }
+
+  // Live parts poll only while the page is visible (no polling storms from background tabs) and
+  // never while the user is typing in them (a refresh would wipe what they type).
   document.addEventListener("htmx:beforeRequest", function (event) {
     var trigger = event.detail.requestConfig && event.detail.requestConfig.triggeringEvent;
-    if (document.hidden && (!trigger || trigger.type !== "submit")) {
+    var polling = !trigger || trigger.type !== "submit";
+    if (polling && (document.hidden || typingIn(event.detail.target))) {
       event.preventDefault();
     }
   });

@@ -13,7 +13,7 @@ from tests.support import login, make_user, post_form
 from tests.trading_support import ticket
 from utils.enums import OrderPurpose, OrderStatus, ProtectionMode
 from utils.extensions import db
-from utils.services import execution, orders, protection, trade_book
+from utils.services import connections, execution, orders, protection, trade_book
 
 
 def protected_trade(trader: User, paper: BrokerConnection) -> Trade:
@@ -34,6 +34,21 @@ def test_positions_show_protection_and_unrealized_pnl(
     assert '<td class="protection-native">native' in page and '<td class="protection-none">UNPROTECTED' in page
     assert f"<td>{trade.stop_loss_price.normalize():f}</td>" in page, "the stop as set, without stored trailing zeros"
     assert len(re.findall(r'<span class="(?:ok|bad)">-?\$[\d,]+\.\d{2}</span>', page)) == 2, "both priced from the feed"
+
+
+def test_the_live_table_refreshes_only_the_traders_own_rows(
+    client: FlaskClient, trader: User, paper: BrokerConnection
+) -> None:
+    mine = protected_trade(trader, paper)
+    other = make_user("other@example.com")
+    theirs = protected_trade(other, connections.create_paper_connection(other, "Theirs"))
+    login(client, "trader@example.com")
+    page = client.get("/positions/").get_data(as_text=True)
+    assert 'id="positions-live" hx-get="/positions/table" hx-trigger="every 5s"' in page
+    partial = client.get("/positions/table")
+    body = partial.get_data(as_text=True)
+    assert partial.status_code == 200 and "<html" not in body
+    assert re.findall(r'data-trade-id="(\d+)"', body) == [str(mine.id)], f"not trade {theirs.id}"
 
 
 def test_a_trailing_stop_by_percent_is_shown_as_a_percent(

@@ -28,13 +28,19 @@ class StopForm(FlaskForm):
 @bp.get("/")
 def index() -> ResponseReturnValue:
     """Open positions with their trades, protection and unrealized P&L at the latest quote."""
+    return _render("positions/index.html")
+
+
+@bp.get("/table")
+def table() -> ResponseReturnValue:
+    """The positions table alone (htmx refreshes it every 5 s)."""
+    return _render("positions/_table.html")
+
+
+def _render(template: str) -> str:
     held = positions.open_positions(current_user)
     return render_template(
-        "positions/index.html",
-        positions=held,
-        marks=positions.marks(held),
-        action_form=ActionForm(),
-        stop_form=StopForm(),
+        template, positions=held, marks=positions.marks(held), action_form=ActionForm(), stop_form=StopForm()
     )
 
 
