@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import selectinload
+
 from models import Order, Trade, User
 from utils.brokers.base import Quote
 from utils.enums import Provider
@@ -34,8 +36,8 @@ class ListQuery:
 
 
 def orders(user: User, query: ListQuery) -> Page[Order]:
-    """The user's matching orders, newest first."""
-    return _paged(Order, user, query)
+    """The user's matching orders, newest first, each with its trade (its protection is shown)."""
+    return _paged(Order, user, query, selectinload(Order.trade))
 
 
 def trades(user: User, query: ListQuery) -> Page[Trade]:
@@ -67,9 +69,9 @@ def _conditions(model: Any, user: User, where: ListQuery) -> list[Any]:
     return conditions
 
 
-def _paged(model: Any, user: User, query: ListQuery) -> Page[Any]:
+def _paged(model: Any, user: User, query: ListQuery, *loads: Any) -> Page[Any]:
     page, per_page = query.page, query.per_page
     if not 1 <= per_page <= MAX_PER_PAGE or page < 1:
         raise InvalidInputError(f"page starts at 1; per_page is 1 to {MAX_PER_PAGE}.", details={"field": "per_page"})
-    statement = db.select(model).where(*_conditions(model, user, query)).order_by(model.id.desc())
+    statement = db.select(model).where(*_conditions(model, user, query)).order_by(model.id.desc()).options(*loads)
     return paginate(statement, page, per_page)
