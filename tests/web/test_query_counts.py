@@ -9,9 +9,9 @@ import pytest
 from flask.testing import FlaskClient
 
 from models import BrokerConnection, User
-from tests.support import count_queries, login
+from tests.support import count_queries, login, make_user
 from tests.trading_support import add_trade, stored_order
-from utils.enums import OrderPurpose, OrderStatus, TradeStatus
+from utils.enums import OrderPurpose, OrderStatus, Role, TradeStatus
 from utils.extensions import db
 from utils.services import api_tokens
 
@@ -56,3 +56,17 @@ def test_api_lists_cost_the_same_for_few_or_many_trades(
     many = count_queries(partial(client.get, path, headers=headers))
     assert client.get(path, headers=headers).status_code == 200
     assert few == many, f"{path}: {few} statements for 6 trades, {many} for 60"
+
+
+@pytest.mark.parametrize("path", ["/admin/users/", "/admin/system/", "/admin/system/audit"])
+def test_admin_pages_cost_the_same_for_few_or_many_users(client: FlaskClient, path: str) -> None:
+    make_user("root@example.com", Role.SUPERADMIN)
+    login(client, "root@example.com")
+    for n in range(5):
+        make_user(f"trader{n}@example.com")
+    client.get(path)
+    few = count_queries(partial(client.get, path))
+    for n in range(5, 50):
+        make_user(f"trader{n}@example.com")
+    many = count_queries(partial(client.get, path))
+    assert few == many, f"{path}: {few} statements for 6 users, {many} for 51"
