@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LOCAL_ENV := instance/local.env
 FLASK := $(BIN)/flask --app app
 
-.PHONY: run test lint format install clean-local sandbox-schwab sandbox-coinbase screenshots
+.PHONY: run test soak lint format install clean-local sandbox-schwab sandbox-coinbase screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ sandbox-coinbase: $(STAMP) $(LOCAL_ENV) ## Fake Coinbase API on 127.0.0.1:8701; 
 
 test: $(STAMP) ## Run the whole suite (PostgreSQL/Redis when TEST_DATABASE_URL/TEST_REDIS_URL are set)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+soak: $(STAMP) ## The reliability and security batteries at full size (bounded, under 30 minutes)
+	ARBION_SOAK=1 $(BIN)/python -m pytest tests/reliability tests/security -p no:cacheprovider $(PYTEST_ARGS)
 
 screenshots: $(STAMP) ## Save PNGs of the main pages into docs/screenshots/ (Debian chromium: apt-get install -y chromium)
 	$(BIN)/python -m pytest tests/browser/screenshots.py -p no:cacheprovider -q $(PYTEST_ARGS)
