@@ -43,10 +43,11 @@ soak: $(STAMP) ## The reliability and security batteries at full size (bounded, 
 screenshots: $(STAMP) ## Save PNGs of the main pages into docs/screenshots/ (Debian chromium: apt-get install -y chromium)
 	$(BIN)/python -m pytest tests/browser/screenshots.py -p no:cacheprovider -q $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy
+lint: $(STAMP) ## ruff (lint + format check), mypy and bandit
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIN)/bandit -q -r utils app.py worker.py models.py
 
 format: $(STAMP)
 	$(BIN)/ruff format .

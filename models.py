@@ -408,12 +408,18 @@ class Fill(db.Model):  # type: ignore[name-defined]
 
 
 class MonitorRun(db.Model):  # type: ignore[name-defined]
-    """One stop-loss monitor pass over a set of connections (a cycle may fan out into several)."""
+    """One stop-loss monitor pass over a set of connections (a cycle may fan out into several).
+
+    The row is written when the pass starts and is its claim: one pass per (cycle_key, part), so a
+    schedule slot (the cycle key) sent twice runs once. ``part`` numbers the chunks of a fanned-out cycle.
+    """
 
     __tablename__ = "monitor_runs"
+    __table_args__ = (sa.UniqueConstraint("cycle_key", "part"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     cycle_key: Mapped[str] = mapped_column(sa.String(40), nullable=False, index=True)
+    part: Mapped[int] = mapped_column(nullable=False, default=0, server_default="0")
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
     duration_ms: Mapped[int] = mapped_column(nullable=False, default=0)
     positions: Mapped[int] = mapped_column(nullable=False, default=0)
@@ -615,6 +621,8 @@ class Heartbeat(db.Model):  # type: ignore[name-defined]
     hostname: Mapped[str] = mapped_column(sa.String(255), nullable=False, default="")
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     beats: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
+    # When admins were told this component fell silent (once per silence: until seen_at passes it).
+    alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 # Every column holding ciphertext: ``flask crypto rotate`` re-encrypts exactly these.

@@ -23,13 +23,13 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_ready(port: str, timeout: float = 60) -> requests.Response:
-    """Poll /ready until it answers 200 (web up, worker and beat heartbeats fresh)."""
+def wait_ready(port: str, timeout: float = 60, path: str = "/ready") -> requests.Response:
+    """Poll /ready until it answers 200 (web up, worker and beat heartbeats fresh); /health: web up."""
     deadline = time.monotonic() + timeout
     response = None
     while time.monotonic() < deadline:
         try:
-            response = requests.get(f"http://127.0.0.1:{port}/ready", timeout=2)
+            response = requests.get(f"http://127.0.0.1:{port}{path}", timeout=2)
             if response.status_code == 200:
                 return response
         except requests.RequestException:

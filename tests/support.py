@@ -18,7 +18,7 @@ from utils.enums import Role
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
 TEST_ENCRYPTION_KEY = Fernet.generate_key().decode()
-TEST_SECRET_KEY = "test-secret-key-" + "k" * 40
+TEST_SECRET_KEY = "test-secret-key-7Fq2xLp9Wm4Rz8Vt1Nc6Hb3Jd5Gs0Ky"
 DEFAULT_PASSWORD = "correct horse battery staple"
 _CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
 
@@ -91,9 +91,13 @@ def make_user(email: str = "trader@example.com", role: Role = Role.TRADER, passw
 
 def csrf_token(client: FlaskClient, path: str) -> str:
     """The CSRF token of the form served at ``path``."""
-    html = client.get(path).get_data(as_text=True)
+    return form_csrf_token(client.get(path).get_data(as_text=True), path)
+
+
+def form_csrf_token(html: str, where: str = "the page") -> str:
+    """The CSRF token of the (first) form in ``html``."""
     match = _CSRF.search(html)
-    assert match, f"no csrf token on {path}"
+    assert match, f"no csrf token on {where}"
     return match.group(1) or match.group(2)
 
 

@@ -317,13 +317,19 @@ def open_venue(name: str, fakes: Fakes, user: User) -> Venue:
 
 
 def _schwab_login(user: User) -> BrokerConnection:
-    """The OAuth login as the user does it: authorize at the fake, then complete with the code."""
+    """The OAuth login of a user with one Schwab account."""
+    [connection] = schwab_connections(user)
+    return connection
+
+
+def schwab_connections(user: User) -> list[BrokerConnection]:
+    """The OAuth login as the user does it: authorize at the fake, then complete with the code
+    (one connection per account the fake holds)."""
     pending = schwab_logins.begin_login()
     answer = requests.get(pending.url, allow_redirects=False, timeout=5)
     assert answer.status_code == 302, answer.text
     code = parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
-    [connection] = schwab_logins.complete_login(user, code, pending.verifier)
-    return connection
+    return list(schwab_logins.complete_login(user, code, pending.verifier))
 
 
 # ---------------------------------------------------------------------------------- polling

@@ -1,7 +1,9 @@
 """Celery wired the Flask way: every task runs inside the app context of the app that made it.
 
 Beat uses ``HeartbeatScheduler``, which records the beat process's own liveness in the database
-on every tick, so /ready can tell "beat is down" apart from "workers are down".
+on every tick, so /ready can tell "beat is down" apart from "workers are down". Every worker runs
+``BeatWatchdog`` on its own timer (beat sends no task while it is down) to alert admins when beat
+falls silent.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import socket
 import time
 from typing import Any, cast
 
-from celery import Celery, Task
+from celery import Celery, Task, bootsteps
 from celery.beat import PersistentScheduler
 from celery.signals import worker_init
 from flask import Flask
@@ -41,6 +43,7 @@ def celery_init_app(app: Flask) -> ArbionCelery:
     celery_app.config_from_object(app.config["CELERY"])
     celery_app.conf.beat_schedule = build_beat_schedule(app.config)
     celery_app.conf.beat_scheduler = "utils.celery_app:HeartbeatScheduler"
+    celery_app.steps["worker"].add(BeatWatchdog)
     celery_app.flask_app = app
     celery_app.set_default()
     app.extensions["celery"] = celery_app
@@ -108,3 +111,35 @@ class HeartbeatScheduler(PersistentScheduler):
         except SQLAlchemyError:
             # Beat must keep scheduling even when the database blips; /ready will show it.
             log.exception("beat.heartbeat_failed")
+
+
+class BeatWatchdog(bootsteps.StartStopStep):
+    """A worker step: every HEARTBEAT_INTERVAL, check beat's heartbeat and alert admins once when it is silent."""
+
+    requires = ("celery.worker.components:Timer",)
+
+    def __init__(self, parent: Any, **kwargs: Any):
+        self.timer_entry: Any = None
+        super().__init__(parent, **kwargs)
+
+    def start(self, parent: Any) -> None:
+        """Schedule the check on the worker's timer."""
+        flask_app = cast(ArbionCelery, parent.app).flask_app
+        every = flask_app.config["HEARTBEAT_INTERVAL"]
+        self.timer_entry = parent.timer.call_repeatedly(every, _watch_beat, (flask_app,), priority=10)
+
+    def stop(self, parent: Any) -> None:
+        """Cancel the check."""
+        if self.timer_entry is not None:
+            self.timer_entry.cancel()
+
+
+def _watch_beat(flask_app: Flask) -> None:
+    from utils.services.beat_watch import alert_if_beat_silent
+
+    try:
+        with flask_app.app_context():
+            alert_if_beat_silent()
+    except SQLAlchemyError:
+        # The watchdog must outlive a database blip; /ready shows the database problem.
+        log.exception("worker.beat_watch_failed")

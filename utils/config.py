@@ -119,7 +119,9 @@ def _core_settings(read: _Reader, env: str, instance_path: str) -> dict[str, Any
         "TESTING": env == "testing",
         "SECRET_KEY": read.text("SECRET_KEY"),
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(database_url),
+        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(
+            database_url, read.number("DATABASE_CONNECT_TIMEOUT", 2, 1), read.number("DATABASE_POOL_TIMEOUT", 5, 1)
+        ),
         "REDIS_URL": redis_url,
         "CELERY": {
             "broker_url": read.text("CELERY_BROKER_URL", broker_default),
@@ -140,11 +142,20 @@ def _core_settings(read: _Reader, env: str, instance_path: str) -> dict[str, Any
     }
 
 
-def _engine_options(database_url: str) -> dict[str, Any]:
+def _engine_options(database_url: str, connect_timeout: int, pool_timeout: int) -> dict[str, Any]:
     if database_url.startswith("sqlite"):
         # Web, worker and beat share one SQLite file: wait for locks instead of failing at once.
         return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20, "pool_recycle": 1800}
+    # A database that is down must cost a request seconds, not minutes (a 503 within about 2 s):
+    # short connect and pool waits; pre-ping replaces connections that died while it was away.
+    return {
+        "pool_pre_ping": True,
+        "pool_size": 10,
+        "max_overflow": 20,
+        "pool_recycle": 1800,
+        "pool_timeout": pool_timeout,
+        "connect_args": {"connect_timeout": connect_timeout},
+    }
 
 
 def _security_settings(read: _Reader, env: str) -> dict[str, Any]:
@@ -156,11 +167,15 @@ def _security_settings(read: _Reader, env: str) -> dict[str, Any]:
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SECURE": read.flag("SESSION_COOKIE_SECURE", env == "production"),
         "PERMANENT_SESSION_LIFETIME": timedelta(hours=read.number("SESSION_LIFETIME_HOURS", 12, 1)),
+        "SESSION_IDLE_TIMEOUT": timedelta(minutes=read.number("SESSION_IDLE_MINUTES", 30, 1)),
         "WTF_CSRF_ENABLED": True,
         "WTF_CSRF_TIME_LIMIT": None,
         "RATELIMIT_STORAGE_URI": read.text("RATELIMIT_STORAGE_URI", redis_url or "memory://"),
         "RATELIMIT_HEADERS_ENABLED": True,
         "RATELIMIT_STRATEGY": "moving-window",
+        # While Redis is down the limits still hold, counted per process, and Redis is retried:
+        # login keeps working (and limited) instead of failing; order entries are refused anyway.
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
         "LOGIN_LIMIT_PER_IP": read.text("LOGIN_LIMIT_PER_IP", "30 per 5 minutes"),
         "LOGIN_LIMIT_PER_ACCOUNT": read.text("LOGIN_LIMIT_PER_ACCOUNT", "5 per 5 minutes"),
         "API_RATE_LIMIT": read.text("API_RATE_LIMIT", "300 per minute"),
@@ -194,6 +209,8 @@ def _broker_settings(read: _Reader) -> dict[str, Any]:
         "PAPER_PRICE_SEED": read.number("PAPER_PRICE_SEED", 0),
         "PAPER_MATCH_INTERVAL": read.number("PAPER_MATCH_INTERVAL", 5, 1),
         "ORDER_POLL_INTERVAL": read.number("ORDER_POLL_INTERVAL", 10, 1),
+        "ORDER_SEND_GRACE": read.number("ORDER_SEND_GRACE", 60, 1),
+        "ORDER_LOOKUP_GIVE_UP": read.number("ORDER_LOOKUP_GIVE_UP", 180, 1),
         "STOP_MONITOR_INTERVAL": read.number("STOP_MONITOR_INTERVAL", 60, 1),
         "STOP_MONITOR_MAX_QUOTE_AGE": read.number("STOP_MONITOR_MAX_QUOTE_AGE", 60, 1),
         "STOP_MONITOR_CHUNK_SIZE": read.number("STOP_MONITOR_CHUNK_SIZE", 200, 1),
@@ -211,6 +228,7 @@ def _broker_settings(read: _Reader) -> dict[str, Any]:
         "SCHWAB_ORDER_WRITES_PER_MINUTE": read.number("SCHWAB_ORDER_WRITES_PER_MINUTE", 120, 1),
         "SCHWAB_TOKEN_UPKEEP_INTERVAL": read.number("SCHWAB_TOKEN_UPKEEP_INTERVAL", 300, 30),
         "COINBASE_API_BASE_URL": read.text("COINBASE_API_BASE_URL", "https://api.coinbase.com"),
+        "BROKER_READ_TIMEOUT": read.decimal("BROKER_READ_TIMEOUT", "10"),
     }
 
 
@@ -258,6 +276,31 @@ _PRODUCTION_CHECKS: tuple[tuple[Callable[[Mapping[str, Any]], bool], str], ...] 
     (
         lambda c: len(c["SECRET_KEY"]) < 32 and bool(c["SECRET_KEY"]),
         "SECRET_KEY is shorter than 32 characters. Use a long random value.",
+    ),
+    (
+        lambda c: "replace" in c["SECRET_KEY"].lower() or 0 < len(set(c["SECRET_KEY"])) < 10,
+        "SECRET_KEY looks like a placeholder or is not random. Generate one (see env.example).",
+    ),
+    (
+        lambda c: not (c["SESSION_COOKIE_SECURE"] and c["REMEMBER_COOKIE_SECURE"]),
+        "SESSION_COOKIE_SECURE is off. Production cookies must be sent over HTTPS only.",
+    ),
+    (
+        # Per-process counters: each gunicorn worker would allow the full number of login attempts.
+        lambda c: bool(c["REDIS_URL"]) and c["RATELIMIT_STORAGE_URI"].startswith("memory"),
+        "RATELIMIT_STORAGE_URI is in-memory. Production needs shared (Redis) rate-limit storage.",
+    ),
+    (
+        lambda c: not c["ADMIN_REQUIRE_TOTP"],
+        "ADMIN_REQUIRE_TOTP is off. Administrators must use two-factor sign-in in production.",
+    ),
+    (
+        lambda c: bool(c["WEBHOOK_ALLOW_PRIVATE_ADDRESSES"]),
+        "WEBHOOK_ALLOW_PRIVATE_ADDRESSES is on. Webhooks must not reach private addresses in production.",
+    ),
+    (
+        lambda c: c["SCHWAB_REDIRECT_URI"].lower().startswith("http:"),
+        "SCHWAB_REDIRECT_URI uses plain http. Production callbacks must use https.",
     ),
 )
 

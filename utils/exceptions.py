@@ -304,6 +304,15 @@ class DatabaseError(ArbionError):
     default_message = "The database is unavailable."
 
 
+class QueueUnavailableError(ArbionError):
+    """Redis (the task queue, rate limits, cache) is unreachable. Raised by the order service before
+    it stores an entry, and rendered for any request that needed Redis while it was down."""
+
+    status = 503
+    code = "queue_unavailable"
+    default_message = "The platform's task queue is unreachable right now; try again in a minute."
+
+
 class CredentialUnavailableError(ArbionError):
     """A stored credential could not be decrypted; its connection has been disabled."""
 

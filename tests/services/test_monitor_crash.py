@@ -185,14 +185,14 @@ def test_b_killed_after_the_claim_the_exit_is_given_up_and_the_close_redone_once
 
     tracking_pass()
     assert first.status == OrderStatus.SUBMITTED, "within the send grace the sender may still be working"
-    shift(first, "submitted_at", order_tracking.SEND_GRACE)
+    shift(first, "submitted_at", order_tracking.send_grace())
     tracking_pass()
     assert first.status == OrderStatus.UNKNOWN, "the sender died: looked up at the broker, not resent"
     monitor_pass()
     assert exits_of(trade.id) == [first] and trade_of(trade.id).status == TradeStatus.CLOSING
     assert venue.market_sells() == 0
 
-    shift(first, "submitted_at", order_tracking.GIVE_UP_AFTER)
+    shift(first, "submitted_at", order_tracking.give_up_after())
     tracking_pass()
     assert first.status == OrderStatus.REJECTED and "no record" in first.status_detail
     reopened = trade_of(trade.id)
@@ -218,7 +218,7 @@ def test_c_killed_after_the_broker_accepted_the_exit_it_is_found_and_applied_not
     tracking_pass()
     assert exits_of(trade.id) == [exit_order], "the monitor never places a second exit"
     assert (exit_order.status, exit_order.broker_order_id) == (OrderStatus.SUBMITTED, None)
-    shift(exit_order, "submitted_at", order_tracking.SEND_GRACE + ONE_SECOND)
+    shift(exit_order, "submitted_at", order_tracking.send_grace() + ONE_SECOND)
     tracking_pass()  # looked up: by client order id (paper, Coinbase) or by shape and time (Schwab)
     assert exit_order.broker_order_id == accepted.broker_order_id
     assert exit_order.status in (OrderStatus.WORKING, OrderStatus.FILLED)

@@ -79,7 +79,7 @@ from utils.observability import get_logger
 log = get_logger(__name__)
 
 DEFAULT_BASE_URL = "https://api.schwabapi.com"
-TOKEN_PATH = "/v1/oauth/token"  # noqa: S105 - a URL path, not a secret
+TOKEN_PATH = "/v1/oauth/token"  # nosec B105 # noqa: S105 - a URL path, not a secret
 ACCESS_LIFETIME_SECONDS = 1800
 REFRESH_TOKEN_LIFETIME = timedelta(days=7)
 REFRESH_MARGIN = timedelta(minutes=5)

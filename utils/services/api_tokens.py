@@ -22,7 +22,7 @@ from utils.rowlock import claimed
 from utils.services import audit, two_factor
 
 SCOPES = ("read", "trade", "admin")
-TOKEN_PREFIX = "arb_"  # noqa: S105 - a marker that makes leaked tokens easy to scan for, not a secret
+TOKEN_PREFIX = "arb_"  # nosec B105 # noqa: S105 - a marker that makes leaked tokens easy to scan for, not a secret
 SHOWN_PREFIX_LENGTH = 12
 MAX_NAME_LENGTH = 80
 MAX_LIFETIME_DAYS = 3650

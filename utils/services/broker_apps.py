@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from flask import current_app
 
 from models import BrokerApp, User
+from utils.brokers.http import DEFAULT_TIMEOUT, HttpPolicy
 from utils.encryption import CredentialDecryptError
 from utils.enums import Provider
 from utils.exceptions import BrokerNotConfiguredError, CredentialUnavailableError, InvalidInputError
@@ -41,6 +42,11 @@ class SchwabAppSummary:
     client_id: str
     redirect_uri: str
     secret_set: bool
+
+
+def http_policy() -> HttpPolicy:
+    """Timeouts of the platform's broker clients: BROKER_READ_TIMEOUT for answers."""
+    return HttpPolicy(timeout=(DEFAULT_TIMEOUT[0], float(current_app.config["BROKER_READ_TIMEOUT"])))
 
 
 def schwab_app() -> SchwabApp:

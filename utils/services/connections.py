@@ -22,7 +22,7 @@ from utils.enums import ConnectionStatus, Provider
 from utils.exceptions import ArbionError, InvalidInputError, NotFoundError, TokenExpiredError
 from utils.extensions import db
 from utils.money import utcnow
-from utils.services import audit, credentials, paper_market, schwab_logins
+from utils.services import audit, broker_apps, credentials, paper_market, schwab_logins
 from utils.services.paper_ledger import DatabasePaperStore
 from utils.services.schwab_tokens import ConnectionTokenStore
 
@@ -189,6 +189,7 @@ def _coinbase_broker(connection: BrokerConnection) -> coinbase.CoinbaseClient:
         key["key_name"],
         key["private_key"],
         current_app.config["COINBASE_API_BASE_URL"],
+        policy=broker_apps.http_policy(),
         budget=coinbase.shared_budget(key["key_name"]),
     )
 

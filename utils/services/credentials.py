@@ -33,7 +33,8 @@ def read_secret(connection: BrokerConnection, column: str) -> str | None:
     try:
         return encryptor().decrypt(token)
     except CredentialDecryptError as exc:
-        _mark_unreadable(connection, column)
+        _disable_unreadable(connection, column)
+        db.session.commit()
         raise CredentialUnavailableError(details={"connection_id": connection.id}) from exc
 
 
@@ -42,11 +43,11 @@ def store_secret(connection: BrokerConnection, column: str, plaintext: str | Non
     setattr(connection, column, None if plaintext is None else encryptor().encrypt(plaintext))
 
 
-def _mark_unreadable(connection: BrokerConnection, column: str) -> None:
+def _disable_unreadable(connection: BrokerConnection, column: str) -> None:
+    """Disable only this connection, audited and logged (the caller commits)."""
     connection.status = ConnectionStatus.CREDENTIALS_UNREADABLE
     connection.status_detail = UNREADABLE_DETAIL
     audit.record("connection.credentials_unreadable", subject=connection, details={"column": column})
-    db.session.commit()
     log.error("connection.credentials_unreadable", connection_id=connection.id, column=column)
 
 
@@ -95,5 +96,4 @@ def _rotate_row(row: Any, columns: tuple[str, ...], report: RotationReport) -> N
         except CredentialDecryptError:
             report.unreadable.append(f"{type(row).__name__}#{row.id}.{column}")
             if isinstance(row, BrokerConnection):
-                row.status = ConnectionStatus.CREDENTIALS_UNREADABLE
-                row.status_detail = UNREADABLE_DETAIL
+                _disable_unreadable(row, column)

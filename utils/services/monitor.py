@@ -7,32 +7,47 @@ stored by ``orders.close_trade`` (conditional OPEN → CLOSING plus the one-live
 the caller sends it. A trade whose broker holds the stop gets one interval for the broker to
 act before the monitor steps in. Missing, stale or impossible quotes never close anything: they
 are counted, logged and told to the user once.
+
+A run first claims its (cycle key, part) by writing its MonitorRun row: a beat slot whose cycle
+key (``slot_key``) was sent twice, by a restarted or a second beat, runs once.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from models import BrokerConnection, MonitorRun, Trade
 from utils.brokers.base import Quote
 from utils.enums import ConnectionStatus, ProtectionMode, Provider, TradeStatus
-from utils.exceptions import ArbionError
+from utils.exceptions import ArbionError, TokenExpiredError
 from utils.extensions import db
 from utils.money import utcnow
 from utils.observability import get_logger
 from utils.risk import stops
 from utils.risk.inputs import looks_like_crypto
-from utils.services import connections, market_data, notifications, order_checks, orders, protection, trade_book
+from utils.services import (
+    connections,
+    market_data,
+    notifications,
+    order_checks,
+    orders,
+    protection,
+    schwab_logins,
+    trade_book,
+)
 
 log = get_logger(__name__)
+UNPRICED = "Not priced: "  # the start of a trade's protection detail while the monitor cannot price it
 WATCHED = (TradeStatus.OPEN, TradeStatus.PARTIALLY_FILLED)
 
 
@@ -48,12 +63,26 @@ class CycleResult:
     quote_calls: int = 0
     duration_ms: int = 0
     exit_order_ids: list[int] = field(default_factory=list)
+    skipped: bool = False
 
 
-def run_cycle(connection_ids: list[int] | None = None, cycle_key: str | None = None) -> CycleResult:
-    """One monitor run over the given connections (all when None); records a MonitorRun (commits)."""
+def slot_key(now: datetime, interval: float) -> str:
+    """The cycle key of the schedule slot ``now`` falls in: the slot's start, UTC, to the second."""
+    start = math.floor(now.timestamp() / interval) * interval
+    return datetime.fromtimestamp(start, UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def run_cycle(connection_ids: list[int] | None = None, cycle_key: str | None = None, part: int = 0) -> CycleResult:
+    """One monitor run over the given connections (all when None), recorded as a MonitorRun (commits).
+
+    Skipped (``skipped``) when this part of this cycle key already ran or runs elsewhere.
+    """
     started, clock = utcnow(), time.perf_counter()
     result = CycleResult(cycle_key or uuid.uuid4().hex[:16])
+    run = _claim(result.cycle_key, part, started)
+    if run is None:
+        result.skipped = True
+        return result
     trades = _watched_trades(connection_ids)
     result.positions = len(trades)
     by_connection = _connections({trade.connection_id for trade in trades})
@@ -66,7 +95,7 @@ def run_cycle(connection_ids: list[int] | None = None, cycle_key: str | None = N
             _act(trade, decision, by_connection.get(trade.connection_id), priced_at, result)
     watchdog(connection_ids, result)
     result.duration_ms = int((time.perf_counter() - clock) * 1000)
-    _record(result, started)
+    _record(run, result)
     return result
 
 
@@ -139,6 +168,10 @@ def _provider_quotes(
             found, fetched = market_data.quotes(provider, symbols, broker.quotes)
             result.quote_calls += -(-len(fetched) // broker.capabilities.max_symbols_per_quote)
             return found
+        except TokenExpiredError:
+            result.errors += 1
+            schwab_logins.mark_reconnect_needed(connection)  # the user and the admins are told now
+            db.session.commit()
         except ArbionError as exc:
             result.errors += 1
             log.warning("monitor.quotes_failed", provider=provider.value, connection_id=connection.id, error=exc.code)
@@ -161,8 +194,10 @@ def _mark(
     if decision.anchor_moved:
         trade.trail_anchor = decision.trail_anchor
     if decision.needs_alert:
-        _alert(trade, decision.reason, result)
+        _alert(trade, _unpriced_reason(trade, by_connection, decision.reason), result)
         return None
+    if trade.protection_detail.startswith(UNPRICED):
+        trade.protection_detail = ""  # priced again: the monitor protects it once more
     if not decision.closes:
         if trade.breached_at is not None:
             trade.breached_at = None
@@ -233,29 +268,41 @@ def _close(trade: Trade, reason: str, result: CycleResult) -> None:
         result.exit_order_ids.append(exit_order.id)
 
 
+def _unpriced_reason(trade: Trade, by_connection: dict[int, BrokerConnection], reason: str) -> str:
+    """Why a trade got no price, naming its connection when that is the cause (expired login...)."""
+    connection = by_connection.get(trade.connection_id)
+    if connection is None or connection.status == ConnectionStatus.CONNECTED:
+        return reason
+    status = connection.status.value.replace("_", " ")
+    return f"{connection.label} is not connected ({status}): reconnect it to restore monitoring"
+
+
 def _alert(trade: Trade, reason: str, result: CycleResult) -> None:
     """Count and log every time; tell the user once per distinct problem."""
     result.stale_quotes += 1
     log.warning("monitor.unpriced", trade_id=trade.id, symbol=trade.symbol, reason=reason)
-    detail = f"Not priced: {reason}"
+    detail = f"{UNPRICED}{reason}"
     if trade.protection_detail != detail:
         trade.protection_detail = detail[:500]
         message = f"{trade.symbol}: the stop-loss monitor could not price this position ({reason})"
         notifications.notify(trade.user_id, "monitor_alert", message, level="error", subject=trade)
 
 
-def _record(result: CycleResult, started: datetime) -> None:
-    db.session.add(
-        MonitorRun(
-            cycle_key=result.cycle_key,
-            started_at=started,
-            duration_ms=result.duration_ms,
-            positions=result.positions,
-            breaches=result.breaches,
-            closes=len(result.exit_order_ids),
-            stale_quotes=result.stale_quotes,
-            errors=result.errors,
-            quote_calls=result.quote_calls,
-        )
-    )
+def _claim(cycle_key: str, part: int, started: datetime) -> MonitorRun | None:
+    """Write the run's row first (commit): None when this part of this cycle already has one."""
+    run = MonitorRun(cycle_key=cycle_key, part=part, started_at=started)
+    db.session.add(run)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        log.info("monitor.cycle_already_run", cycle_key=cycle_key, part=part)
+        return None
+    return run
+
+
+def _record(run: MonitorRun, result: CycleResult) -> None:
+    run.duration_ms, run.positions, run.breaches = result.duration_ms, result.positions, result.breaches
+    run.closes, run.stale_quotes = len(result.exit_order_ids), result.stale_quotes
+    run.errors, run.quote_calls = result.errors, result.quote_calls
     db.session.commit()

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from models import Notification
+from models import Notification, User
+from utils.enums import Role
 from utils.extensions import db
 from utils.money import utcnow
 from utils.observability import get_logger
@@ -31,6 +32,12 @@ def notify(user_id: int, kind: str, message: str, *, level: str = "info", subjec
     db.session.add(row)
     log.info("notification", user_id=user_id, kind=kind, level=level)
     return row
+
+
+def notify_admins(kind: str, message: str, *, level: str = "warning", subject: Any = None) -> list[Notification]:
+    """Add the notification for every active admin and superadmin (the caller commits)."""
+    statement = db.select(User.id).where(User.role.in_([Role.ADMIN, Role.SUPERADMIN]), User.active.is_(True))
+    return [notify(admin_id, kind, message, level=level, subject=subject) for admin_id in db.session.scalars(statement)]
 
 
 def recent(user_id: int, limit: int = 50) -> list[Notification]:

@@ -103,7 +103,7 @@ def check_exit(trade: Trade, purpose: OrderPurpose, quantity: Decimal) -> None:
     )
     snapshot = RiskSnapshot(now=utcnow(), reduces_position=Decimal(0) < quantity <= trade_book.open_quantity(trade))
     user = db.session.get_one(User, trade.user_id)
-    decision = risk.ENGINE.check(intent, snapshot, risk.limits_for(user))
+    decision = risk.engine().check(intent, snapshot, risk.limits_for(user))
     if not decision.allowed:
         audit.record("risk.rejected", subject=trade, details={"reasons": decision.reasons, "purpose": purpose.value})
         db.session.commit()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
+from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from models import BrokerConnection, Order, User
@@ -37,9 +38,7 @@ TRACKED = (
     OrderStatus.CANCEL_PENDING,
     OrderStatus.UNKNOWN,
 )
-SEND_GRACE = timedelta(seconds=60)  # a SUBMITTED order with no broker id after this: the sender died
 MATCH_WINDOW = timedelta(minutes=5)  # how far from our submit time a broker's order may be entered
-GIVE_UP_AFTER = timedelta(minutes=3)  # an unknown order the broker never shows by then was not placed
 
 
 @dataclass
@@ -153,11 +152,21 @@ def replace_order(
     except ArbionError as exc:
         _replace_failed(new, exc)
         raise
-    order_states.move(old, OrderStatus.REPLACED, f"Replaced by order {new.id}.")
-    trade_book.apply_report(new, report)
+    trade_book.apply_replacement(old, _last_report(broker, account, old), new, report)
     audit.record("order.replaced", actor=user, subject=new, details={"replaces": old.id})
     db.session.commit()
     return new
+
+
+def _last_report(broker: Broker, account: str, old: Order) -> BrokerOrder | None:
+    """The broker's final report of a replaced order (None where a replace keeps the order id)."""
+    if broker.capabilities.replace_keeps_id or old.broker_order_id is None:
+        return None
+    try:
+        return broker.get_order(account, old.broker_order_id)
+    except ArbionError as exc:  # the replace itself succeeded: follow the new order regardless
+        log.warning("orders.replaced_report_failed", order_id=old.id, error=exc.code)
+        return None
 
 
 def _replace_failed(new: Order, exc: ArbionError) -> None:
@@ -213,7 +222,7 @@ def _resolve_unsent(order: Order, broker: Broker, account: str) -> bool:
     now = utcnow()
     sent_at = order.submitted_at or order.created_at
     if order.status == OrderStatus.SUBMITTED:
-        if now - sent_at < SEND_GRACE:
+        if now - sent_at < send_grace():
             return False
         order_states.move(order, OrderStatus.UNKNOWN, "The worker stopped while sending; looking it up.")
     found = _matching_broker_orders(order, broker, account)
@@ -226,13 +235,23 @@ def _resolve_unsent(order: Order, broker: Broker, account: str) -> bool:
     if len(found) > 1:
         order_states.move(order, OrderStatus.UNKNOWN, f"{len(found)} broker orders match; a person must decide.")
         return True
-    if now - sent_at >= GIVE_UP_AFTER:
+    if now - sent_at >= give_up_after():
         order_states.move(order, OrderStatus.REJECTED, "The broker has no record of this order: it was not placed.")
         if order.trade is not None:
             trade_book.settle(order.trade)
         audit.record("order.reconciled", subject=order, details={"found": False})
         return True
     return order.status == OrderStatus.UNKNOWN
+
+
+def send_grace() -> timedelta:
+    """How long after its claim a SUBMITTED order with no broker id means the sender died."""
+    return timedelta(seconds=current_app.config["ORDER_SEND_GRACE"])
+
+
+def give_up_after() -> timedelta:
+    """How long after sending an order the broker never shows is taken as not placed."""
+    return timedelta(seconds=current_app.config["ORDER_LOOKUP_GIVE_UP"])
 
 
 def _matching_broker_orders(order: Order, broker: Broker, account: str) -> list[BrokerOrder]:

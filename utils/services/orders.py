@@ -40,6 +40,7 @@ from utils.services import (
     order_states,
     order_tickets,
     schwab_logins,
+    system,
     trade_book,
 )
 from utils.services.order_tickets import OrderTicket
@@ -54,12 +55,14 @@ RESEND_TASK_AFTER = timedelta(seconds=30)
 def place_order(user: User, ticket: OrderTicket) -> Order:
     """Validate, check risk and store an entry with its trade (PENDING_SUBMIT); commit and audit.
 
+    Refused (503) before anything is stored or asked of a broker while the task queue is down.
     The caller enqueues ``submit`` with the returned order's id. An Idempotency-Key already used
     by this user returns that order when the request is the same and is refused when it is not.
     """
     ticket = order_tickets.validated(ticket)
     if ticket.idempotency_key and (existing := _by_idempotency_key(user, ticket.idempotency_key)):
         return _same_or_conflict(existing, ticket)
+    system.require_task_queue()
     connection = order_checks.usable_connection(user, ticket.connection_id)
     quote = order_checks.check_entry(user, connection, ticket)
     try:

@@ -161,7 +161,7 @@ def cancel_protection(trade: Trade, broker: Broker) -> bool:
 
 def _place_stop(trade: Trade, broker: Broker, quantity: Decimal) -> bool:
     order_type = broker_stop_type(trade, broker.capabilities)
-    assert order_type is not None  # noqa: S101 - checked by protect()
+    assert order_type is not None  # nosec B101 # noqa: S101 - narrows the type: protect() checked it
     order_checks.check_exit(trade, OrderPurpose.STOP_LOSS, quantity)
     order = orders.new_exit_order(trade, OrderPurpose.STOP_LOSS, quantity)
     order.time_in_force, order.order_type = TimeInForce.GTC, order_type

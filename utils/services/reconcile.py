@@ -242,12 +242,18 @@ def _apply(order: Order, report: BrokerOrder) -> bool:
 
 def _applied(catch_up: Callable[[], bool]) -> bool:
     """Run one catch-up (it commits). The tracking task may record the same fill at the same moment:
-    the unique fill index then keeps its copy, ours is dropped, and the order is up to date anyway."""
+    the unique fill index then keeps its copy, ours is dropped, and the order is up to date anyway.
+    An order the broker does not know is left as it is (the order pass reports it MISSING): one
+    such order must not fail the whole run and hide every other drift."""
     try:
         return catch_up()
     except IntegrityError:
         db.session.rollback()
         log.info("reconcile.tracking_got_there_first")
+        return False
+    except NotFoundError:
+        db.session.rollback()
+        log.info("reconcile.order_unknown_to_broker")
         return False
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "OpenTrade",
     "TradingStatus",
     "connection_hold",
+    "engine",
     "evaluate",
     "global_trading_state",
     "limits_for",
@@ -311,6 +312,12 @@ def _realized_pnl_since(user_id: int, since: datetime) -> Decimal:
 # ---------------------------------------------------------------------------- the check
 
 
+def engine() -> RiskEngine:
+    """The app's risk engine: ``app.extensions["risk_engine"]`` when set (another rule set), else ENGINE."""
+    configured = current_app.extensions.get("risk_engine", ENGINE)
+    return cast(RiskEngine, configured)
+
+
 def preview(
     user: User,
     connection_id: int,
@@ -322,7 +329,7 @@ def preview(
     """The decision and projected exposure, with no audit entry and no state change (order ticket)."""
     row = settings_row(user)
     snapshot = _snapshot(user, row, connection_id, intent, quote, market_open, now or utcnow())
-    return ENGINE.check(intent, snapshot, _limits(row))
+    return engine().check(intent, snapshot, _limits(row))
 
 
 def evaluate(

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from flask import current_app
 
-from models import BrokerConnection, User
+from models import BrokerConnection, Trade, User
 from utils.brokers.base import BrokerAccount
 from utils.brokers.schwab import (
     REFRESH_TOKEN_LIFETIME,
@@ -27,7 +27,7 @@ from utils.brokers.schwab import (
     WriteThrottle,
     make_pkce_pair,
 )
-from utils.enums import ConnectionStatus, Provider
+from utils.enums import ConnectionStatus, Provider, TradeStatus
 from utils.exceptions import ArbionError, AuthenticationError, TokenExpiredError
 from utils.extensions import db, redis_client
 from utils.money import utcnow
@@ -134,7 +134,22 @@ def mark_reconnect_needed(connection: BrokerConnection) -> None:
         audit.record("connection.reconnect_needed", subject=connection, details={"provider": connection.provider.value})
         message = f"{connection.label}: {RECONNECT_DETAIL}"
         notifications.notify(connection.user_id, "reconnect_needed", message, level="error", subject=connection)
+        notifications.notify_admins("reconnect_needed", _admin_message(connection), level="error", subject=connection)
     connection.status, connection.status_detail = ConnectionStatus.RECONNECT_NEEDED, RECONNECT_DETAIL
+
+
+def _admin_message(connection: BrokerConnection) -> str:
+    """What admins are told: whose login expired and how many open positions hang off it."""
+    open_trades = db.session.scalar(
+        db.select(db.func.count(Trade.id)).where(
+            Trade.connection_id == connection.id, Trade.status.in_([TradeStatus.OPEN, TradeStatus.PARTIALLY_FILLED])
+        )
+    )
+    owner = db.session.get_one(User, connection.user_id)
+    return (
+        f"The Schwab login of {owner.email} ({connection.label}) has expired with {open_trades} open position(s): "
+        "no new entries until they reconnect, and the monitor cannot price those positions."
+    )
 
 
 def client(store: TokenStore) -> SchwabClient:
@@ -147,6 +162,7 @@ def client(store: TokenStore) -> SchwabClient:
         client_secret=app.client_secret,
         redirect_uri=app.redirect_uri,
         base_url=app.base_url,
+        policy=broker_apps.http_policy(),
         write_throttle=write_throttle(per_minute),
     )
 

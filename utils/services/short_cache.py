@@ -14,6 +14,9 @@ import redis
 from flask import current_app
 
 from utils.extensions import redis_client
+from utils.observability import get_logger
+
+log = get_logger(__name__)
 
 _memory: dict[str, tuple[float, str]] = {}
 _memory_lock = threading.Lock()
@@ -37,7 +40,11 @@ def read_many(keys: list[str]) -> dict[str, str]:
         with _memory_lock:
             entries = {key: _memory.get(key) for key in keys}
         return {key: entry[1] for key, entry in entries.items() if entry is not None and entry[0] > now}
-    values = client.mget(keys) if keys else []
+    try:
+        values = client.mget(keys) if keys else []
+    except redis.RedisError as exc:  # a cache that is down is a cache miss, not a failed request
+        log.warning("short_cache.unreachable", error=type(exc).__name__)
+        return {}
     return {key: _text(value) for key, value in zip(keys, values, strict=True) if value is not None}
 
 
@@ -51,10 +58,13 @@ def write_many(values: dict[str, str], ttl: int) -> None:
         with _memory_lock:
             _memory.update({key: (expires, value) for key, value in values.items()})
         return
-    with client.pipeline(transaction=False) as pipe:
-        for key, value in values.items():
-            pipe.set(key, value, ex=ttl)
-        pipe.execute()
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for key, value in values.items():
+                pipe.set(key, value, ex=ttl)
+            pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("short_cache.unreachable", error=type(exc).__name__)
 
 
 def _redis() -> redis.Redis | None:

@@ -13,12 +13,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models import Heartbeat, SystemSetting
 from utils.encryption import Encryptor
-from utils.exceptions import ConfigurationError
+from utils.exceptions import ConfigurationError, QueueUnavailableError
 from utils.extensions import db
 from utils.money import utcnow
+from utils.observability import get_logger
 from utils.services.trading_state import upsert
 
 BROKER_CHECK_TIMEOUT_SECONDS = 2.0
+log = get_logger(__name__)
 
 
 def record_heartbeat(component: str, hostname: str) -> None:
@@ -104,11 +106,23 @@ def _check_database() -> str:
     return "ok"
 
 
+def require_task_queue() -> None:
+    """Raise QueueUnavailableError unless the Celery broker answers: an order that no worker could
+    be told about is refused before it is stored or any broker is called."""
+    if (status := _check_celery_broker()) != "ok":
+        log.warning("orders.refused_queue_unreachable", status=status)
+        raise QueueUnavailableError(
+            "New orders are not accepted while the platform's task queue is unreachable: nothing was "
+            "stored or sent. Try again in a minute."
+        )
+
+
 def _check_celery_broker() -> str:
     celery_app = current_app.extensions["celery"]
     try:
         with celery_app.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1, timeout=BROKER_CHECK_TIMEOUT_SECONDS)
+            # One immediate retry, no back-off sleep: an order refused must be refused quickly.
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=BROKER_CHECK_TIMEOUT_SECONDS)
     except Exception as exc:  # noqa: BLE001 - kombu raises transport-specific errors; any means "down".
         return f"unreachable ({type(exc).__name__})"
     return "ok"

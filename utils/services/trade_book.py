@@ -8,6 +8,7 @@ the same report twice changes nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from decimal import Decimal
 
 from models import Fill, Order, Trade
@@ -39,6 +40,19 @@ def apply_report(order: Order, report: BrokerOrder) -> bool:
     if order.trade is not None:
         settle(order.trade)
     return bool(added) or before != (order.status, order.filled_quantity, order.average_fill_price)
+
+
+def apply_replacement(old: Order, old_report: BrokerOrder | None, new: Order, new_report: BrokerOrder) -> None:
+    """The broker replaced ``old`` by ``new``: keep what ``old`` filled before it went, then follow ``new``.
+
+    ``old_report`` is the broker's last word on the old order: it may have filled in part in the
+    moment before the replace (a REPLACED order is never polled again, so those fills are recorded
+    now or never). None where the replace keeps the order id: the new order's report carries them.
+    """
+    if old_report is not None:
+        apply_report(old, replace(old_report, status=OrderStatus.REPLACED))
+    order_states.move(old, OrderStatus.REPLACED, f"Replaced by order {new.id}.")
+    apply_report(new, new_report)
 
 
 def record_fills(order: Order, reported: Iterable[BrokerFill]) -> list[Fill]:

@@ -58,6 +58,16 @@ def check_password_policy(password: str, email: str) -> None:
         )
 
 
+def generate_password(email: str) -> str:
+    """A random password that meets the policy, however long PASSWORD_MIN_LENGTH is (20 at least)."""
+    min_length = current_app.config["PASSWORD_MIN_LENGTH"]
+    length = max(20, min_length)
+    while True:
+        candidate = secrets.token_urlsafe(length)[:length]
+        if not password_problems(candidate, email, min_length):
+            return candidate
+
+
 def find_by_email(email: str) -> User | None:
     """The user with this email (any case), or None."""
     return db.session.scalar(db.select(User).where(User.email == email.strip().lower()))
@@ -149,7 +159,7 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
     db.session.commit()
 
 
-def update_profile(user: User, display_name: str, email: str, current_password: str = "") -> User:
+def update_profile(user: User, display_name: str, email: str, current_password: str) -> User:
     """Change one's own name and email; a new email needs the current password. Commit and audit."""
     email = normalise_email(email)
     changes: dict[str, str] = {}
@@ -213,7 +223,7 @@ def set_active(actor: User, user_id: int, active: bool) -> User:
 def reset_password(actor: User, user_id: int) -> str:
     """Give a user a new random password (returned once, never stored in clear); sessions end."""
     user = get_user(user_id)
-    temporary = secrets.token_urlsafe(15)
+    temporary = generate_password(user.email)
     _set_password(user, temporary)
     audit.record("admin.user_password_reset", actor=actor, subject=user)
     db.session.commit()
@@ -281,9 +291,13 @@ def _purge_rows(user_id: int) -> None:
 def search_users(query: str = "", limit: int = 200) -> list[User]:
     """Users whose email or name contains the query, newest first."""
     statement = db.select(User).order_by(User.id.desc()).limit(limit)
-    if query.strip():
-        pattern = f"%{query.strip().lower()}%"
-        statement = statement.where(db.or_(User.email.like(pattern), db.func.lower(User.display_name).like(pattern)))
+    if needle := query.strip().lower():
+        # autoescape: a "%" or "_" in the query is matched literally, never as a LIKE wildcard.
+        matches = (
+            User.email.contains(needle, autoescape=True),
+            db.func.lower(User.display_name).contains(needle, autoescape=True),
+        )
+        statement = statement.where(db.or_(*matches))
     return list(db.session.scalars(statement))
 
 
@@ -327,6 +341,6 @@ def ensure_account(email: str, role: Role, display_name: str) -> SeededAccount:
     existing = find_by_email(email)
     if existing is not None:
         return SeededAccount(existing.email, existing.role, None, created=False)
-    password = secrets.token_urlsafe(15)
+    password = generate_password(email)
     user = create_user(email, password, role, display_name=display_name)
     return SeededAccount(user.email, user.role, password, created=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
-from celery.schedules import crontab
+from celery.schedules import crontab, schedstate, schedule
 
 TASK_MODULES = (
     "utils.tasks.maintenance",
@@ -30,9 +32,31 @@ EVERY_FEW_SECONDS = (
 )
 
 
+# Entries sent at the start of each slot (multiples of the interval since the epoch) with on_slot=True,
+# so the task can name the slot it was sent for: a restarted or second beat sends the same slot again.
+ON_SLOTS = {"stop-loss-monitor"}
+
+
+class SlotSchedule(schedule):
+    """An interval schedule due once per slot of ``run_every`` seconds, at the slot's start."""
+
+    def remaining_estimate(self, last_run_at: datetime) -> timedelta:
+        """Time until the slot after the one ``last_run_at`` fell in."""
+        interval = self.seconds
+        next_start = (math.floor(self.maybe_make_aware(last_run_at).timestamp() / interval) + 1) * interval
+        return timedelta(seconds=next_start - self.maybe_make_aware(self.now()).timestamp())
+
+    def is_due(self, last_run_at: datetime) -> schedstate:
+        """Due when the last run was in an earlier slot; check again at the next slot's start."""
+        interval, now = self.seconds, self.maybe_make_aware(self.now()).timestamp()
+        slot = math.floor(now / interval)
+        due = math.floor(self.maybe_make_aware(last_run_at).timestamp() / interval) < slot
+        return schedstate(is_due=due, next=(slot + 1) * interval - now)
+
+
 def build_beat_schedule(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Beat entries for this configuration (intervals come from settings)."""
-    schedule: dict[str, dict[str, Any]] = {
+    entries: dict[str, dict[str, Any]] = {
         "worker-heartbeat": {
             "task": "system.record_worker_heartbeat",
             "schedule": float(config["HEARTBEAT_INTERVAL"]),
@@ -53,5 +77,7 @@ def build_beat_schedule(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     for entry, task, setting in EVERY_FEW_SECONDS:
         interval = float(config[setting])
         # A run that waited a whole interval in the queue is superseded by the next one: drop it.
-        schedule[entry] = {"task": task, "schedule": interval, "options": {"expires": interval}}
-    return schedule
+        entries[entry] = {"task": task, "schedule": interval, "options": {"expires": interval}}
+        if entry in ON_SLOTS:
+            entries[entry] |= {"schedule": SlotSchedule(interval), "kwargs": {"on_slot": True}}
+    return entries

@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Task, shared_task
+from kombu.exceptions import OperationalError as QueueError
 
 from utils.exceptions import BrokerTemporaryError
+from utils.observability import get_logger
 from utils.services import execution, orders
+
+log = get_logger(__name__)
 
 SUBMIT_RETRIES = 8
 
@@ -38,3 +42,12 @@ def track_orders() -> dict[str, Any]:
     for order_id in exits:
         submit_order.delay(order_id)
     return vars(report)
+
+
+def enqueue_submit(order_id: int) -> None:
+    """Hand a committed order to a worker. Should the queue fail now, the order stays PENDING_SUBMIT
+    and ``track_orders`` sends it once the queue is back: the intent is stored, never lost."""
+    try:
+        submit_order.delay(order_id)
+    except QueueError as exc:
+        log.warning("orders.enqueue_deferred", order_id=order_id, error=type(exc).__name__)

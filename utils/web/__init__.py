@@ -40,6 +40,7 @@ def init_web(app: Flask) -> None:
         notifications,
         orders,
         positions,
+        session_limits,
         tokens,
     )
 
@@ -47,6 +48,7 @@ def init_web(app: Flask) -> None:
     login_manager.login_message = "Please log in to continue."
     login_manager.user_loader(_load_user)
     login_manager.unauthorized_handler(errors.unauthorized)
+    app.before_request(session_limits.enforce_session_timeouts)
     app.before_request(_require_login)
     app.context_processor(_template_globals)
     formatting.register_filters(app)

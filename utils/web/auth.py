@@ -16,6 +16,7 @@ from utils.extensions import limiter
 from utils.services import two_factor, users
 from utils.web import public
 from utils.web.safety import safe_next
+from utils.web.session_limits import start_session_clock
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 PENDING_SIGN_IN = "two_factor_pending"
@@ -52,8 +53,10 @@ def _pending_key() -> str:
     return f"two-factor-account:{pending.get('user_id', '')}"
 
 
-def _failed_login(response: object) -> bool:
-    return getattr(response, "status_code", 0) == 401
+def _sign_in(user: User) -> None:
+    """Log the user in with a fresh clock for the idle and absolute session timeouts."""
+    login_user(user)
+    start_session_clock()
 
 
 def _landing(user: User, next_url: str | None) -> str:
@@ -67,7 +70,9 @@ def _landing(user: User, next_url: str | None) -> str:
 @bp.route("/login", methods=["GET", "POST"])
 @public
 @limiter.limit(_per_ip_limit, methods=["POST"], scope="login-ip")
-@limiter.limit(_per_account_limit, methods=["POST"], key_func=_account_key, deduct_when=_failed_login)
+# Every attempt counts (not only failures): the check and the count are one atomic step, so parallel
+# guesses cannot all pass the check before the first failure is counted.
+@limiter.limit(_per_account_limit, methods=["POST"], key_func=_account_key)
 def login() -> ResponseReturnValue:
     """Show the login form; on valid credentials start a fresh session."""
     if current_user.is_authenticated:
@@ -84,14 +89,14 @@ def login() -> ResponseReturnValue:
     if two_factor.is_enabled(user):
         session[PENDING_SIGN_IN] = {**two_factor.pending_sign_in(user), "next": safe_next(form.next.data)}
         return redirect(url_for("auth.second_step"))
-    login_user(user)
+    _sign_in(user)
     return redirect(_landing(user, form.next.data))
 
 
 @bp.route("/two-factor", methods=["GET", "POST"])
 @public
 @limiter.limit(_per_ip_limit, methods=["POST"], scope="two-factor-ip")
-@limiter.limit(_per_account_limit, methods=["POST"], key_func=_pending_key, deduct_when=_failed_login)
+@limiter.limit(_per_account_limit, methods=["POST"], key_func=_pending_key)
 def second_step() -> ResponseReturnValue:
     """After a correct password: the code from the authenticator app (or a recovery code)."""
     pending = session.get(PENDING_SIGN_IN)
@@ -106,7 +111,7 @@ def second_step() -> ResponseReturnValue:
         flash(exc.message, "error")
         return render_template("auth/two_factor.html", form=form), 401
     session.clear()
-    login_user(user)
+    _sign_in(user)
     return redirect(safe_next(str(pending.get("next", ""))))
 
 

@@ -13,7 +13,7 @@ from wtforms import BooleanField, DecimalField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from utils.services import broker_apps, connections, schwab_logins
-from utils.web.feedback import attempt, flash_errors
+from utils.web.feedback import NOT_FOUND, attempt, flash_errors
 from utils.web.forms import ActionForm
 
 bp = Blueprint("connections", __name__, url_prefix="/connections")
@@ -94,7 +94,7 @@ def add_coinbase() -> ResponseReturnValue:
 def check(connection_id: int) -> ResponseReturnValue:
     """Call the broker once and show the result."""
     if ActionForm().validate_on_submit():
-        connection = attempt(lambda: connections.check_connection(current_user, connection_id), "")
+        connection = attempt(lambda: connections.check_connection(current_user, connection_id), let_through=NOT_FOUND)
         if connection is not None:
             flash(
                 f"{connection.label}: {connection.status.value.replace('_', ' ')}. {connection.status_detail}", "info"
@@ -109,7 +109,11 @@ def reset_paper(connection_id: int) -> ResponseReturnValue:
     if not form.validate_on_submit():
         flash("Tick the confirmation box to reset the paper account.", "error")
     else:
-        attempt(lambda: connections.reset_paper_account(current_user, connection_id), "Paper account reset.")
+        attempt(
+            lambda: connections.reset_paper_account(current_user, connection_id),
+            "Paper account reset.",
+            let_through=NOT_FOUND,
+        )
     return redirect(url_for("connections.index"))
 
 

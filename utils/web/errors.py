@@ -6,9 +6,20 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, make_response, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
-from utils.exceptions import ArbionError, AuthenticationRequiredError, error_envelope
+from utils.exceptions import (
+    ArbionError,
+    AuthenticationRequiredError,
+    DatabaseError,
+    QueueUnavailableError,
+    error_envelope,
+)
+from utils.extensions import login_manager
 from utils.observability import current_request_id, get_logger
 
 log = get_logger(__name__)
@@ -22,6 +33,9 @@ _HTTP_CODES = {
     413: ("payload_too_large", "The request is too large."),
     429: ("rate_limited", "Too many attempts. Please wait a few minutes and try again."),
 }
+# A dependency outage is a 503 with its name, never a 500 with a traceback.
+_DATABASE_DOWN = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, sa_exc.TimeoutError)
+_QUEUE_DOWN = (RedisConnectionError, RedisTimeoutError, KombuOperationalError)
 _CSRF_MESSAGE = "The form expired or was not sent from this site. Reload the page and try again."
 
 
@@ -70,6 +84,15 @@ def _handle_http_exception(exc: HTTPException) -> Any:
     return response
 
 
+def _handle_outage(exc: Exception) -> Response:
+    log.warning("request.dependency_unavailable", path=request.path, error=type(exc).__name__)
+    if isinstance(exc, _DATABASE_DOWN):
+        # The page layout asks about the signed-in user; with the database gone, render anonymously.
+        login_manager._update_request_context_with_user()
+        return render_error(DatabaseError("The database is unreachable right now; try again in a minute."))
+    return render_error(QueueUnavailableError())
+
+
 def _handle_unexpected(exc: Exception) -> Response:
     log.exception("request.unhandled_exception", path=request.path)
     return render_error(ArbionError())
@@ -79,4 +102,6 @@ def init_error_handlers(app: Flask) -> None:
     """Register the handlers for our errors, HTTP errors and anything unexpected."""
     app.register_error_handler(ArbionError, render_error)
     app.register_error_handler(HTTPException, _handle_http_exception)
+    for outage in (*_DATABASE_DOWN, *_QUEUE_DOWN):
+        app.register_error_handler(outage, _handle_outage)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -8,9 +8,11 @@ from typing import TypeVar
 from flask import flash
 from flask_wtf import FlaskForm
 
-from utils.exceptions import ArbionError
+from utils.exceptions import ArbionError, NotFoundError
 
 Result = TypeVar("Result")
+# For routes naming an object by id: another user's object (or none) is a 404 page, as in the API.
+NOT_FOUND: tuple[type[ArbionError], ...] = (NotFoundError,)
 
 
 def attempt(

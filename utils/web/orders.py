@@ -9,12 +9,12 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from models import BrokerConnection, Order
-from utils.exceptions import ArbionError, NotFoundError
+from utils.exceptions import ArbionError
 from utils.risk.engine import RiskDecision
 from utils.services import connections, order_checks, order_history, order_tracking, orders
-from utils.tasks.trading import submit_order
+from utils.tasks.trading import enqueue_submit
 from utils.web.csv_export import csv_download
-from utils.web.feedback import attempt, flash_errors
+from utils.web.feedback import NOT_FOUND, attempt, flash_errors
 from utils.web.formatting import amount_text
 from utils.web.forms import ActionForm
 from utils.web.order_forms import HistoryFilterForm, ReplaceForm, TicketForm, connection_label
@@ -74,7 +74,7 @@ def cancel(order_id: int) -> ResponseReturnValue:
         attempt(
             lambda: order_tracking.cancel_order(current_user, order_id),
             f"Order {order_id}: cancel requested.",
-            let_through=(NotFoundError,),
+            let_through=NOT_FOUND,
         )
     return redirect(url_for("orders.index"))
 
@@ -94,7 +94,7 @@ def replace(order_id: int) -> ResponseReturnValue:
             limit_price=form.limit_price.data,
             stop_price=form.stop_price.data,
         ),
-        let_through=(NotFoundError,),
+        let_through=NOT_FOUND,
     )
     if new is not None:
         flash(f"Order {order_id} changed: it is now order {new.id} ({new.status.value.replace('_', ' ')}).", "info")
@@ -117,7 +117,7 @@ def place() -> ResponseReturnValue:
         order = orders.place_order(current_user, form.ticket())
     except ArbionError as exc:
         return _ticket_page(form, error=exc, status=exc.status)
-    submit_order.delay(order.id)
+    enqueue_submit(order.id)
     flash(
         f"Order {order.id} placed: {order.side.value.replace('_', ' ')} {amount_text(order.quantity)} {order.symbol}.",
         "info",

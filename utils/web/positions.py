@@ -12,8 +12,8 @@ from wtforms import DecimalField
 from wtforms.validators import DataRequired, NumberRange
 
 from utils.services import positions
-from utils.tasks.trading import submit_order
-from utils.web.feedback import attempt
+from utils.tasks.trading import enqueue_submit
+from utils.web.feedback import NOT_FOUND, attempt
 from utils.web.forms import ActionForm
 
 bp = Blueprint("positions", __name__, url_prefix="/positions")
@@ -48,9 +48,11 @@ def _render(template: str) -> str:
 def close(trade_id: int) -> ResponseReturnValue:
     """Close one trade at market (its broker stop is cancelled first)."""
     if ActionForm().validate_on_submit():
-        exit_order = attempt(lambda: positions.close_position(current_user, trade_id), "Closing at market.")
+        exit_order = attempt(
+            lambda: positions.close_position(current_user, trade_id), "Closing at market.", let_through=NOT_FOUND
+        )
         if exit_order is not None:
-            submit_order.delay(exit_order.id)
+            enqueue_submit(exit_order.id)
     return redirect(url_for("positions.index"))
 
 
@@ -60,7 +62,9 @@ def move_stop(trade_id: int) -> ResponseReturnValue:
     form = StopForm()
     if form.validate_on_submit() and form.stop_price.data is not None:
         price = form.stop_price.data
-        attempt(lambda: positions.move_stop(current_user, trade_id, price), f"Stop moved to {price}.")
+        attempt(
+            lambda: positions.move_stop(current_user, trade_id, price), f"Stop moved to {price}.", let_through=NOT_FOUND
+        )
     else:
         flash("Enter a stop price above 0.", "error")
     return redirect(url_for("positions.index"))

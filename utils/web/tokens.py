@@ -11,7 +11,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from utils.services import api_tokens
-from utils.web.feedback import attempt
+from utils.web.feedback import NOT_FOUND, attempt
 from utils.web.forms import ActionForm
 
 bp = Blueprint("tokens", __name__, url_prefix="/account/tokens")
@@ -67,7 +67,7 @@ def create() -> ResponseReturnValue:
 def revoke(token_id: int) -> ResponseReturnValue:
     """Revoke one of the user's tokens at once."""
     if ActionForm().validate_on_submit():
-        attempt(lambda: api_tokens.revoke_token(current_user, token_id), "Token revoked.")
+        attempt(lambda: api_tokens.revoke_token(current_user, token_id), "Token revoked.", let_through=NOT_FOUND)
     return redirect(url_for("tokens.index"))
 
 

@@ -13,7 +13,7 @@ from wtforms.validators import DataRequired, Length, Optional
 from utils.enums import Role
 from utils.exceptions import ConflictError, InvalidInputError
 from utils.services import positions, trading_state, users
-from utils.tasks.trading import submit_order
+from utils.tasks.trading import enqueue_submit
 from utils.web.admin.trading import TradingStateForm, limit_rows
 from utils.web.feedback import attempt
 from utils.web.forms import ActionForm
@@ -142,7 +142,7 @@ def flatten(user_id: int) -> ResponseReturnValue:
     result = attempt(lambda: positions.flatten_user(current_user, user_id, form.flatten_reason.data))
     if result is not None:
         for exit_id in result.exits:
-            submit_order.delay(exit_id)
+            enqueue_submit(exit_id)
         flash(f"Flattening: {len(result.exits)} exit order(s) sent.", "info")
         for problem in result.problems:
             flash(f"Not closed yet: {problem}", "error")

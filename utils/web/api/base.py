@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NoReturn
 
 import flask
@@ -30,6 +31,34 @@ class EnvelopeParser(FlaskParser):
         messages = error.normalized_messages()
         location, fields = next(iter(messages.items())) if len(messages) == 1 else ("", messages)
         raise InvalidInputError("Some fields are not valid.", details={"location": location, "fields": fields})
+
+    def pre_load(self, location_data: Mapping[str, Any], *, schema: Schema, req: flask.Request, location: str) -> Any:
+        """Refuse text holding a NUL character (422): PostgreSQL cannot store or compare it."""
+        fields = sorted(name for name, value in _values(location_data) if _holds_nul(value))
+        if fields:
+            message = ["Text may not contain a NUL character."]
+            raise InvalidInputError(
+                "Some fields are not valid.", details={"location": location, "fields": dict.fromkeys(fields, message)}
+            )
+        return location_data
+
+
+def _values(data: Any) -> list[tuple[str, Any]]:
+    """(name, value) pairs of a JSON object or a query string (every value of a repeated name)."""
+    source = getattr(data, "data", data)  # webargs wraps query strings in a MultiDictProxy
+    if hasattr(source, "lists"):
+        return [(name, values) for name, values in source.lists()]
+    return list(source.items()) if isinstance(source, Mapping) else [("_schema", source)]
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 class ApiBlueprint(Blueprint):

@@ -9,7 +9,7 @@ from utils.enums import OrderSide, OrderStatus, OrderType, TimeInForce
 from utils.exceptions import InvalidInputError
 from utils.services import api_reads, order_tracking, orders
 from utils.services.order_tickets import OrderTicket
-from utils.tasks.trading import submit_order
+from utils.tasks.trading import enqueue_submit
 from utils.web.api.auth import caller, order_write_limit
 from utils.web.api.base import ApiBlueprint
 from utils.web.api.schemas import (
@@ -48,7 +48,7 @@ def place(body: dict[str, Any], idempotency_key: str | None = None) -> Order:
     """
     order = _placed(_ticket(body, idempotency_key))
     if order.status == OrderStatus.PENDING_SUBMIT:
-        submit_order.delay(order.id)
+        enqueue_submit(order.id)
     return order
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from models import Order
 from utils.services import api_reads, positions
-from utils.tasks.trading import submit_order
+from utils.tasks.trading import enqueue_submit
 from utils.web.api.auth import caller, order_write_limit
 from utils.web.api.base import ApiBlueprint
 from utils.web.api.schemas import OrderSchema, PositionSchema, TradeListArgsSchema, TradePageSchema, page_body
@@ -45,7 +45,7 @@ def close(trade_id: int) -> Order:
     A stop-loss held at the broker is cancelled first, so the position is never sold twice.
     """
     exit_order = positions.close_position(caller(), trade_id)
-    submit_order.delay(exit_order.id)
+    enqueue_submit(exit_order.id)
     return exit_order
 
 

@@ -1,0 +1,186 @@
+"""REL-02 Kill mid-close: the worker process is SIGKILLed at each step of a stop-loss close.
+
+A real Celery worker (a subprocess, solo pool: one process) runs the monitor and the submit task
+against the Coinbase fake; the test plays beat (it enqueues the monitor and tracking tasks every
+interval, as beat would). A position with a broker-held stop is breached; the monitor cancels the
+broker stop and stores the market exit; the worker sends it and is killed:
+
+- before_submit: the fake holds the exit's POST /orders before it runs (the broker never sees it);
+- after_accept: the fake has executed the exit and holds its answer (we never record it);
+- after_record: the exit row carries the broker's id; the worker dies before any tracking pass.
+
+A fresh worker takes over. Whatever happened, the broker sells exactly once what was bought, within
+two monitor cycles of the new worker's start (our books follow on the next tracking pass), and the
+trade ends CLOSED with the P&L the broker's own bookings imply. The held request is released only after the kill, so it never reaches a worker.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import partial
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from models import MonitorRun, Order
+from tests.fakes.coinbase import PREFIX
+from tests.fakes.server import Fault
+from tests.reliability.stack import Stack, enqueue, running_stack
+from tests.scale import scaled
+from tests.support import make_user
+from tests.venues import (
+    CRYPTO,
+    CoinbaseVenue,
+    Fakes,
+    closed_trade,
+    eventually,
+    open_venue,
+    orders_of,
+    running_fakes,
+    trade_of,
+)
+from utils.enums import OrderPurpose, OrderStatus, TradeStatus
+from utils.extensions import db
+from utils.services import execution, orders, protection
+
+INTERVAL = 1
+STEPS = ("before_submit", "after_accept", "after_record")
+RUNS = scaled(ci=3, soak=20)
+ORDERS_ROUTE = f"POST {PREFIX}/orders"
+BEAT_TASKS = ("monitoring.stop_loss_cycle", "trading.track_orders")
+MEASURED: dict[str, list[float]] = {}
+
+
+@pytest.fixture()
+def fakes() -> Iterator[Fakes]:
+    with running_fakes() as running:
+        yield running
+
+
+@pytest.fixture()
+def environ(environ: dict[str, str], fakes: Fakes) -> dict[str, str]:
+    # Short intervals, and a dead sender's order looked up (and given up) within seconds, so each
+    # run fits in a few seconds; production keeps the ratios (see env.example).
+    return (
+        environ
+        | fakes.environ()
+        | {
+            "STOP_MONITOR_INTERVAL": str(INTERVAL),
+            "ORDER_POLL_INTERVAL": str(INTERVAL),
+            "ORDER_SEND_GRACE": "1",
+            "ORDER_LOOKUP_GIVE_UP": "2",
+        }
+    )
+
+
+@pytest.fixture()
+def stack(app: Flask, environ: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
+    with running_stack(app.extensions["celery"], environ, tmp_path) as running:
+        yield running
+
+
+def play_beat(app: Flask) -> Callable[[], None]:
+    """Enqueue the monitor and tracking tasks once (what beat sends every interval)."""
+
+    def nudge() -> None:
+        for task in BEAT_TASKS:
+            enqueue(app.extensions["celery"], task, INTERVAL)
+
+    return nudge
+
+
+def open_protected_position(app: Flask, venue: CoinbaseVenue) -> int:
+    """Buy with a stop through the real services; the worker tracks the fill and places the broker stop."""
+    venue.fakes.coinbase.set_price(CRYPTO, "50000.00", "50010.00")
+    entry = orders.place_order(venue.user, venue.ticket())
+    execution.send(entry.id)
+    trade_id = entry.trade_id
+    assert trade_id is not None
+
+    def protected() -> bool:
+        trade = trade_of(trade_id)
+        return trade.status == TradeStatus.OPEN and protection.protective_order(trade) is not None
+
+    eventually(protected, "the fill and the broker stop", nudge=play_beat(app), nudge_every=INTERVAL)
+    return trade_id
+
+
+def exit_recorded(trade_id: int) -> Order | None:
+    """The trade's exit once its row carries the broker's order id."""
+    return next((o for o in orders_of(trade_id) if o.purpose == OrderPurpose.EXIT and o.broker_order_id), None)
+
+
+def kill_during_close(
+    app: Flask, stack: Stack, worker: subprocess.Popen[bytes], venue: CoinbaseVenue, step: str, trade_id: int
+) -> None:
+    """Breach the stop, let the worker close, and SIGKILL it at ``step``."""
+    arrived, release = threading.Event(), threading.Event()
+    if step != "after_record":
+        kind = Fault.STALL if step == "before_submit" else Fault.READ_TIMEOUT
+        venue.fakes.coinbase.plan.add(ORDERS_ROUTE, kind, seconds=60, arrived=arrived, release=release)
+    venue.breach(trade_of(trade_id))
+    if step == "after_record":
+        eventually(partial(exit_recorded, trade_id), "the exit's broker id", nudge=play_beat(app), nudge_every=INTERVAL)
+    else:
+        eventually(arrived.is_set, "the exit at the fake", nudge=play_beat(app), nudge_every=INTERVAL)
+    stack.kill(worker)
+    release.set()  # the held request now answers a dead socket
+
+
+def sell_fills(venue: CoinbaseVenue) -> list[dict[str, str]]:
+    """Every SELL execution the fake booked, oldest first."""
+    return [f for f in venue.fakes.coinbase.fills if f["side"] == "SELL" and f["product_id"] == CRYPTO]
+
+
+def broker_pnl(venue: CoinbaseVenue, trade_id: int) -> Decimal:
+    """Realized P&L of the trade from the fake's fills of its orders (sells minus buys minus fees)."""
+    ids = {o.broker_order_id for o in orders_of(trade_id)}
+    fills = [f for f in venue.fakes.coinbase.fills if f["order_id"] in ids]
+    signed = sum(
+        (Decimal(f["size"]) * Decimal(f["price"]) * (1 if f["side"] == "SELL" else -1) for f in fills), Decimal(0)
+    )
+    return signed - sum((Decimal(f["commission"]) for f in fills), Decimal(0))
+
+
+def cycles_between(start: datetime, end: datetime) -> int:
+    """Monitor cycles that started in [start, end]."""
+    statement = db.select(db.func.count(MonitorRun.id)).where(MonitorRun.started_at.between(start, end))
+    return db.session.scalar(statement) or 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60 + RUNS * 40)
+@pytest.mark.parametrize("step", STEPS)
+def test_a_worker_killed_mid_close_leaves_the_position_closed_exactly_once(
+    app: Flask, fakes: Fakes, stack: Stack, step: str
+) -> None:
+    venue = open_venue("coinbase", fakes, make_user())
+    assert isinstance(venue, CoinbaseVenue)
+    worker = stack.worker()
+    for _ in range(RUNS):
+        trade_id = open_protected_position(app, venue)
+        sells_before = len(sell_fills(venue))
+        kill_during_close(app, stack, worker, venue, step, trade_id)
+
+        restarted_at, clock = datetime.now(UTC), time.monotonic()
+        worker = stack.worker()
+        closed = eventually(partial(closed_trade, trade_id), "the close", nudge=play_beat(app), nudge_every=INTERVAL)
+        MEASURED.setdefault(step, []).append(round(time.monotonic() - clock, 1))
+
+        new_sells = sell_fills(venue)[sells_before:]
+        assert [Decimal(f["size"]) for f in new_sells] == [venue.quantity], "one sell of the whole position"
+        assert venue.sold() == venue.bought(), "the broker's position never goes short: no oversell"
+        assert closed.exit_filled_quantity == closed.filled_quantity == venue.quantity
+        assert closed.realized_pnl == broker_pnl(venue, trade_id), "the P&L the broker's bookings imply"
+        sold_at = datetime.fromisoformat(new_sells[0]["trade_time"])
+        story = [(o.purpose.value, o.status.value, o.status_detail) for o in orders_of(trade_id)]
+        assert cycles_between(restarted_at, sold_at) <= 2, f"sold at the broker within 2 monitor cycles: {story}"
+        exits = [o for o in orders_of(trade_id) if o.purpose == OrderPurpose.EXIT]
+        assert [o.status for o in exits if o.status == OrderStatus.FILLED] == [OrderStatus.FILLED]
+    print(f"REL-02 {step}: seconds from restart to CLOSED: {sorted(MEASURED[step])}")  # noqa: T201 - for RELIABILITY.md
