@@ -77,7 +77,8 @@ class Stack:
         return self.log_path.read_text(errors="replace")[-6000:]
 
     def _start(self, command: str, *arguments: str) -> subprocess.Popen[bytes]:
-        argv = [str(BIN / "celery"), "-A", "worker", command, *arguments, "--loglevel", "WARNING"]
+        level = self.environ.get("LOG_LEVEL", "WARNING")  # celery applies its --loglevel to our logging too
+        argv = [str(BIN / "celery"), "-A", "worker", command, *arguments, "--loglevel", level]
         process = subprocess.Popen(argv, cwd=ROOT, env=self.environ, stdout=self._log, stderr=subprocess.STDOUT)
         self.processes.append(process)
         return process

@@ -99,10 +99,11 @@ def send_each_twice(app: Flask, exit_ids: list[int]) -> None:
 
 
 def exits_per_trade() -> dict[int, int]:
+    """How many EXIT orders each trade that has one got."""
     statement = (
         db.select(Order.trade_id, db.func.count()).where(Order.purpose == OrderPurpose.EXIT).group_by(Order.trade_id)
     )
-    return {trade_id: count for trade_id, count in db.session.execute(statement).all()}
+    return dict(db.session.execute(statement).tuples().all())
 
 
 @pytest.mark.parametrize("repetition", range(REPETITIONS))
@@ -124,7 +125,7 @@ def test_eight_concurrent_monitor_cycles_close_every_breached_position_exactly_o
     db.session.expire_all()
     per_trade = exits_per_trade()
     assert len(per_trade) == breached and set(per_trade.values()) == {1}, "no trade gets a second exit"
-    statuses = db.session.execute(db.select(Trade.status, db.func.count()).group_by(Trade.status)).all()
+    statuses = db.session.execute(db.select(Trade.status, db.func.count()).group_by(Trade.status)).tuples().all()
     assert dict(statuses) == {TradeStatus.CLOSED: breached}
     exit_statuses = db.session.scalars(db.select(Order.status).where(Order.purpose == OrderPurpose.EXIT))
     assert set(exit_statuses) == {OrderStatus.FILLED}

@@ -121,9 +121,11 @@ class OrdersAndPositions(RuleBasedStateMachine):
     # ------------------------------------------------------------------ helpers
 
     def now(self) -> datetime:
+        """A later moment for each fill."""
         return START + timedelta(seconds=next(self.clock))
 
     def all_orders(self) -> list[Order]:
+        """Every order of every trade in this history."""
         return [order for trade in self.trades for order in trade.orders]
 
     def our(self, *statuses: OrderStatus, sent: bool | None = None) -> list[Order]:
@@ -135,9 +137,11 @@ class OrdersAndPositions(RuleBasedStateMachine):
         ]
 
     def at_broker(self, *statuses: OrderStatus) -> list[Venue]:
+        """The broker's orders in ``statuses``."""
         return [venue for venue in self.venues.values() if venue.status in statuses]
 
     def quote(self) -> Quote:
+        """A fresh quote at the current price (ask 0.10 above the bid)."""
         return Quote("BTC-USD", self.price, self.price + Decimal("0.1"), self.price, self.price, START)
 
     def apply(self, order: Order, report: BrokerOrder) -> None:
@@ -217,7 +221,7 @@ class OrdersAndPositions(RuleBasedStateMachine):
         )
         self.trades.append(trade)
 
-    @precondition(lambda self: self.our(OrderStatus.PENDING_SUBMIT))
+    @precondition(lambda self: bool(self.our(OrderStatus.PENDING_SUBMIT)))
     @rule(data=st.data(), outcome=SUBMIT_OUTCOMES, commission=COMMISSIONS)
     def submit(self, data: st.DataObject, outcome: str, commission: Decimal) -> None:
         """orders.submit: claim, send, then the broker's answer (or a fault) applied."""
@@ -239,7 +243,7 @@ class OrdersAndPositions(RuleBasedStateMachine):
             if order.trade is not None:
                 trade_book.settle(order.trade)
 
-    @precondition(lambda self: self.at_broker(*BROKER_LIVE))
+    @precondition(lambda self: bool(self.at_broker(*BROKER_LIVE)))
     @rule(data=st.data(), fraction=FRACTIONS, commission=COMMISSIONS)
     def broker_fills(self, data: st.DataObject, fraction: Decimal, commission: Decimal) -> None:
         """The broker executes part or all of a working order (we learn it on the next report)."""
@@ -259,7 +263,7 @@ class OrdersAndPositions(RuleBasedStateMachine):
             if (long_exit and self.price <= stop) or (not long_exit and self.price + Decimal("0.1") >= stop):
                 venue.fill(venue.quantity, self.price, ZERO, self.now())
 
-    @precondition(lambda self: self.our(*TRACKED, sent=True))
+    @precondition(lambda self: bool(self.our(*TRACKED, sent=True)))
     @rule()
     def tracking_pass(self) -> None:
         """order_tracking.track_all: every live order with a broker id gets the broker's current report."""
@@ -274,13 +278,13 @@ class OrdersAndPositions(RuleBasedStateMachine):
         if order_states.is_live(OrderStatus(venue.order.status)):
             self.apply(venue.order, data.draw(st.sampled_from(venue.reports)))
 
-    @precondition(lambda self: self.our(OrderStatus.WORKING, OrderStatus.PARTIALLY_FILLED, sent=True))
+    @precondition(lambda self: bool(self.our(OrderStatus.WORKING, OrderStatus.PARTIALLY_FILLED, sent=True)))
     @rule(data=st.data())
     def cancel_order(self, data: st.DataObject) -> None:
         """order_tracking.cancel_order on a working order."""
         self.cancel(data.draw(st.sampled_from(self.our(OrderStatus.WORKING, OrderStatus.PARTIALLY_FILLED, sent=True))))
 
-    @precondition(lambda self: self.our(OrderStatus.PENDING_SUBMIT))
+    @precondition(lambda self: bool(self.our(OrderStatus.PENDING_SUBMIT)))
     @rule(data=st.data())
     def cancel_unsent(self, data: st.DataObject) -> None:
         """order_tracking._cancel_unsent: PENDING_SUBMIT → CANCELLED without a broker call."""
@@ -289,7 +293,7 @@ class OrdersAndPositions(RuleBasedStateMachine):
         if order.trade is not None:
             trade_book.settle(order.trade)
 
-    @precondition(lambda self: replaceable(self))
+    @precondition(lambda self: bool(replaceable(self)))
     @rule(data=st.data(), quantity=QUANTITIES, broker_fills_first=st.booleans())
     def replace_entry(self, data: st.DataObject, quantity: Decimal, broker_fills_first: bool) -> None:
         """order_tracking.replace_order: a working entry with no fills (as we know it) gets a new quantity.
@@ -327,7 +331,7 @@ class OrdersAndPositions(RuleBasedStateMachine):
         self.venues[new.client_order_id] = replacement
         trade_book.apply_replacement(old, venue.report(), new, replacement.report())
 
-    @precondition(lambda self: self.protectable())
+    @precondition(lambda self: bool(self.protectable()))
     @rule(data=st.data())
     def protect(self, data: st.DataObject) -> None:
         """protection.protect: a broker stop sized to the open quantity (the old one cancelled first)."""
@@ -344,7 +348,7 @@ class OrdersAndPositions(RuleBasedStateMachine):
             stop.order_type, stop.time_in_force = OrderType.STOP, TimeInForce.GTC
             stop.stop_price = trade.stop_loss_price
 
-    @precondition(lambda self: self.open_trades())
+    @precondition(lambda self: bool(self.open_trades()))
     @rule(data=st.data())
     def monitor_pass(self, data: st.DataObject) -> None:
         """monitor.run_cycle for one trade: evaluate its stop on the quote, close it when breached."""
@@ -358,13 +362,13 @@ class OrdersAndPositions(RuleBasedStateMachine):
         if stops.evaluate(position, self.quote(), START, 60).closes:
             self.close(trade)
 
-    @precondition(lambda self: self.open_trades())
+    @precondition(lambda self: bool(self.open_trades()))
     @rule(data=st.data())
     def user_closes(self, data: st.DataObject) -> None:
         """positions.close_position: the user closes a position by hand."""
         self.close(data.draw(st.sampled_from(self.open_trades())))
 
-    @precondition(lambda self: self.our(OrderStatus.UNKNOWN, OrderStatus.SUBMITTED, sent=False))
+    @precondition(lambda self: bool(self.our(OrderStatus.UNKNOWN, OrderStatus.SUBMITTED, sent=False)))
     @rule(data=st.data())
     def reconcile(self, data: st.DataObject) -> None:
         """order_tracking._resolve_unsent: found at the broker → its report; never seen → REJECTED."""
@@ -382,9 +386,11 @@ class OrdersAndPositions(RuleBasedStateMachine):
     # ------------------------------------------------------------------ candidates
 
     def protectable(self) -> list[Trade]:
+        """Open trades without a broker stop, or with one that no longer fits."""
         return [t for t in self.open_trades() if protection.protective_order(t) is None or _uncovered(t)]
 
     def open_trades(self) -> list[Trade]:
+        """Trades holding a position the monitor watches."""
         return [t for t in self.trades if t.status in (TradeStatus.OPEN, TradeStatus.PARTIALLY_FILLED)]
 
     # ------------------------------------------------------------------ invariants
@@ -411,6 +417,7 @@ class OrdersAndPositions(RuleBasedStateMachine):
 
     @invariant()
     def at_most_one_live_exit_per_trade(self) -> None:
+        """A trade never has two exits (protective or closing) live at once."""
         for trade in self.trades:
             live = [o for o in trade.orders if o.purpose in EXIT_PURPOSES and order_states.is_live(o.status)]
             assert len(live) <= 1, [(o.purpose, o.status) for o in live]
@@ -440,6 +447,7 @@ class OrdersAndPositions(RuleBasedStateMachine):
 
     @invariant()
     def money_is_decimal(self) -> None:
+        """Quantities, prices, fees and P&L stay Decimal."""
         for trade in self.trades:
             amounts = (trade.filled_quantity, trade.exit_filled_quantity, trade.fees, trade.quantity)
             optional = (trade.average_fill_price, trade.exit_average_price, trade.realized_pnl, trade.close_price)
@@ -447,6 +455,7 @@ class OrdersAndPositions(RuleBasedStateMachine):
             assert all(a is None or isinstance(a, Decimal) for a in optional)
 
     def broker_filled(self, order: Order) -> Decimal:
+        """What the broker executed of ``order`` (nothing if it never got it)."""
         venue = self.venues.get(order.client_order_id)
         return venue.filled if venue is not None else ZERO
 
@@ -467,6 +476,7 @@ def _record_move(order: Order, new: object, previous: object, initiator: object)
 
 
 def _uncovered(trade: Trade) -> bool:
+    """The trade's broker stop no longer matches its open quantity."""
     stop = protection.protective_order(trade)
     return stop is not None and stop.quantity != trade_book.open_quantity(trade)
 

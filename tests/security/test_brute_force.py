@@ -13,20 +13,18 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
 from models import User
 from tests.scale import scaled
-from tests.security.web_workers import gunicorn
-from tests.support import DEFAULT_PASSWORD, TEST_REDIS_URL, form_csrf_token, login, make_user
+from tests.security.web_workers import gunicorn, needs_redis
+from tests.support import DEFAULT_PASSWORD, form_csrf_token, login, make_user
 
 WRONG = "wrong password entirely"
 ATTEMPTS = scaled(12, 48)
 LIMITS = {"LOGIN_LIMIT_PER_ACCOUNT": "3 per 5 minutes", "LOGIN_LIMIT_PER_IP": "8 per 5 minutes"}
-needs_redis = pytest.mark.skipif(not TEST_REDIS_URL, reason="shared rate limits need Redis (TEST_REDIS_URL)")
 
 
 def _prepared_session(base_url: str) -> tuple[requests.Session, str]:

@@ -11,11 +11,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
 
 from tests.processes import BIN, ROOT, free_port, kill_stack, wait_ready
+from tests.support import TEST_REDIS_URL
 
 # "<worker pid> method path status" per request (gunicorn writes %(p)s as "<pid>").
 ACCESS_FORMAT = "%(p)s %(m)s %(U)s %(s)s"
+needs_redis = pytest.mark.skipif(not TEST_REDIS_URL, reason="workers share state through Redis (TEST_REDIS_URL)")
 _ACCESS_LINE = re.compile(r"^<(\d+)> (\w+) (\S+) (\d{3})$", re.MULTILINE)
 
 
@@ -63,3 +69,39 @@ def gunicorn(environ: dict[str, str], tmp_path: Path, workers: int = 2) -> Itera
             except subprocess.TimeoutExpired:
                 process.kill()
             kill_stack(marker)
+
+
+class LiveAnswer:
+    """A ``requests`` response seen through the FlaskClient response attributes the tests read."""
+
+    def __init__(self, response: requests.Response):
+        self.raw = response
+        self.status_code = response.status_code
+        self.status = f"{response.status_code} {response.reason}"
+        self.headers = response.headers
+
+    def get_data(self, as_text: bool = True) -> str:
+        """The body as text."""
+        return self.raw.text
+
+    @property
+    def json(self) -> Any:
+        """The body decoded from JSON."""
+        return self.raw.json()
+
+
+class LiveClient:
+    """The FlaskClient calls the battery's helpers make (get, post), sent over HTTP to a live server
+    with one cookie jar, redirects not followed."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+        self.session = requests.Session()
+
+    def get(self, path: str, **kwargs: Any) -> LiveAnswer:
+        """GET ``path``."""
+        return LiveAnswer(self.session.get(self.base_url + path, allow_redirects=False, timeout=60, **kwargs))
+
+    def post(self, path: str, **kwargs: Any) -> LiveAnswer:
+        """POST to ``path`` (data=, json=, headers= as FlaskClient takes them)."""
+        return LiveAnswer(self.session.post(self.base_url + path, allow_redirects=False, timeout=60, **kwargs))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from flask import Flask
 
 from models import BrokerConnection, Order, PaperOrder, Trade, User
 from tests.support import make_user
@@ -12,7 +13,7 @@ from tests.trading_support import CRYPTO, ask, ticket
 from utils.enums import OrderPurpose, OrderStatus, OrderType, ProtectionMode, TradeStatus
 from utils.exceptions import ConflictError, InvalidInputError
 from utils.extensions import db
-from utils.services import connections, execution, order_tracking, orders, positions, protection
+from utils.services import connections, execution, order_tracking, orders, paper_market, positions, protection
 
 
 def protected_trade(trader: User, paper: BrokerConnection) -> Trade:
@@ -75,6 +76,21 @@ def test_a_working_entry_is_replaced_by_a_linked_order(trader: User, paper: Brok
     assert at_broker[resting.broker_order_id] == OrderStatus.REPLACED and at_broker[new.broker_order_id] == "working"
     with pytest.raises(ConflictError, match="Only a working entry"):
         order_tracking.replace_order(trader, resting.id, limit_price=lower)
+
+
+def test_fills_the_broker_makes_just_before_a_replace_are_kept_on_the_old_order(
+    app: Flask, trader: User, paper: BrokerConnection
+) -> None:
+    """Found by REL-09: a REPLACED order is never polled again, so its last fills are read at the replace."""
+    resting = resting_buy(trader, paper)
+    app.config["PAPER_LIQUIDITY_PER_TICK"] = Decimal("0.004")  # the matching pass fills 0.004 of 0.01
+    paper_market.shift_price(CRYPTO, "-20")  # the market falls through the limit before we poll again
+    lower = (resting.limit_price * Decimal("0.99")).quantize(Decimal("0.01"))
+    new = order_tracking.replace_order(trader, resting.id, limit_price=lower)
+    old = db.session.get_one(Order, resting.id)
+    assert (old.status, old.filled_quantity, len(old.fills)) == (OrderStatus.REPLACED, Decimal("0.004"), 1)
+    trade = db.session.get_one(Trade, new.trade_id)
+    assert trade.filled_quantity == old.filled_quantity + new.filled_quantity, "the position counts both"
 
 
 def test_moving_a_stop_replaces_the_broker_stop_at_the_new_price(trader: User, paper: BrokerConnection) -> None:

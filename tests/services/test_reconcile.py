@@ -345,6 +345,21 @@ def test_our_orders_catch_up_with_what_the_broker_did_without_raising_drift(trad
     assert report.caught_up >= 2
 
 
+def test_a_missing_order_on_a_symbol_whose_position_drifted_is_reported_not_a_failed_run(
+    trader: User, schwab: Schwab
+) -> None:
+    connection = schwab_connection(trader, schwab)
+    seed_trade(connection, "MSFT", "5")  # ours: 5 MSFT, the broker holds none
+    seed_order(connection, "MSFT", "3", "4242424242")  # working here, unknown to the broker
+    db.session.commit()
+    report = reconcile.reconcile_connection(connection.id)
+    assert report.ok and not report.held, report.error
+    assert alert_keys(reconcile.open_drift()) == {
+        (DriftKind.MISSING_ORDER.value, "MSFT", "4242424242"),
+        (DriftKind.POSITION_MISMATCH.value, "MSFT", ""),
+    }
+
+
 def test_a_clean_paper_book_shows_no_drift(app: Flask, trader: User, paper: BrokerConnection) -> None:
     """Several trades, a partial exit, resting orders (broker stops and a far limit) on the paper ledger.
     The paper broker does not sell short; shorts are covered against the Schwab fake above."""

@@ -5,16 +5,20 @@ retried here: a write that certainly did not reach the broker (connection refuse
 timeout, 429) raises a temporary error; one that may have reached it (read timeout, dropped
 connection, 5xx) raises UnknownOrderOutcomeError so the caller reconciles instead of resending.
 Log lines carry method, path (no query string), status, duration and the broker's correlation id,
-never headers or bodies.
+never headers or bodies. A refusal's body loses every credential the request carried before any
+caller reads it: a broker that repeats them in an error message cannot carry them into our error
+responses, rejection reasons, notifications or logs.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import requests
 from urllib3.exceptions import NewConnectionError
@@ -26,11 +30,13 @@ from utils.exceptions import (
     RateLimitExceededError,
     UnknownOrderOutcomeError,
 )
-from utils.observability import get_logger
+from utils.observability import REDACTED, get_logger, redact_text
 
 log = get_logger(__name__)
 DEFAULT_TIMEOUT = (3.05, 10.0)
 MAX_RETRY_AFTER_SECONDS = 30.0
+# Form and query fields that carry credentials (OAuth token requests).
+CREDENTIAL_FIELDS = frozenset({"refresh_token", "access_token", "code", "code_verifier", "client_secret"})
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,8 @@ class BrokerHttp:
                 raise _RefusedConnection(str(exc)) from exc
             raise
         self._log(method, path, attempt, started, response=response)
+        if response.status_code >= 400:
+            scrub_refusal(response)
         return response
 
     def _checked(self, response: requests.Response) -> requests.Response:
@@ -141,6 +149,38 @@ class BrokerHttp:
         if error:
             fields["error"] = error
         log.info("broker.http", **fields)
+
+
+def scrub_refusal(response: requests.Response) -> None:
+    """Blank out of a refusal's body the credentials its request sent, and anything secret-looking."""
+    text = response.content.decode(response.encoding or "utf-8", errors="replace")
+    for credential in sent_credentials(response.request):
+        text = text.replace(credential, REDACTED)
+    # requests keeps the body in ``_content``; every later read (json, text) sees the scrubbed one.
+    response._content = redact_text(text).encode("utf-8")
+    response.encoding = "utf-8"
+
+
+def sent_credentials(request: requests.PreparedRequest | None) -> list[str]:
+    """The credentials a request carried: its Authorization header (Basic decoded too) and the
+    credential fields of its form body or query string, longest first."""
+    if request is None:
+        return []
+    scheme, _, value = (request.headers.get("Authorization") or "").partition(" ")
+    found = [value]
+    if scheme.lower() == "basic":
+        found += _basic_parts(value)
+    body = request.body.decode(errors="replace") if isinstance(request.body, bytes) else request.body or ""
+    fields = parse_qsl(urlsplit(request.url or "").query) + parse_qsl(body if "=" in body else "")
+    found += [field_value for name, field_value in fields if name in CREDENTIAL_FIELDS]
+    return sorted({credential for credential in found if len(credential) >= 6}, key=len, reverse=True)
+
+
+def _basic_parts(value: str) -> list[str]:
+    try:
+        return base64.b64decode(value, validate=True).decode().split(":", 1)
+    except (binascii.Error, UnicodeDecodeError):
+        return []
 
 
 class _RefusedConnection(requests.ConnectionError):

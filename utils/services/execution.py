@@ -18,6 +18,14 @@ def send(order_id: int) -> None:
         protection.protect(order.trade)
 
 
+def follow_connection(connection_id: int) -> tuple[order_tracking.TrackingReport, list[int]]:
+    """``follow_orders`` for one connection: its live orders, then the watchdog over its trades."""
+    report = order_tracking.track_connection(connection_id)
+    result = monitor.CycleResult("watchdog")
+    monitor.watchdog([connection_id], result)
+    return report, result.exit_order_ids
+
+
 def follow_orders() -> tuple[order_tracking.TrackingReport, list[int]]:
     """One tracking pass over live orders, then the protection watchdog over what it found.
 

@@ -106,10 +106,19 @@ def watchdog(connection_ids: list[int] | None, result: CycleResult) -> None:
 
 
 def connection_chunks(size: int) -> list[list[int]]:
-    """Connections with watched trades, in chunks of ``size`` for fan-out to several workers."""
-    statement = db.select(Trade.connection_id).where(Trade.status.in_(WATCHED)).distinct()
-    ids = sorted(db.session.scalars(statement))
-    return [ids[start : start + size] for start in range(0, len(ids), size)]
+    """Connections with watched trades, in chunks of at most ``size`` for fan-out to several workers.
+
+    A chunk never mixes providers: one broker's slow or failing API holds up only its own chunks.
+    """
+    statement = (
+        db.select(BrokerConnection.provider, BrokerConnection.id)
+        .where(BrokerConnection.id.in_(db.select(Trade.connection_id).where(Trade.status.in_(WATCHED))))
+        .order_by(BrokerConnection.provider, BrokerConnection.id)
+    )
+    by_provider: dict[str, list[int]] = defaultdict(list)
+    for provider, connection_id in db.session.execute(statement):
+        by_provider[provider].append(connection_id)
+    return [ids[start : start + size] for ids in by_provider.values() for start in range(0, len(ids), size)]
 
 
 def recent_runs(limit: int = 20) -> list[MonitorRun]:

@@ -1,5 +1,6 @@
 """Small text values shared for a few seconds: in Redis when REDIS_URL is set (every process sees
 them), in this process otherwise. Callers encode and decode; a ttl of 0 or less stores nothing.
+While Redis is down the cache is empty (reads miss, writes are dropped): callers fetch afresh.
 
 The many-key forms cost one Redis round trip whatever the number of keys (the quote cache reads
 and writes a whole batch of symbols at once).

@@ -48,6 +48,15 @@ def normalise_email(email: str) -> str:
     return result.normalized.lower()
 
 
+def is_email(text: str) -> bool:
+    """True when ``text`` is shaped like an email address (not, say, a password typed in that field)."""
+    try:
+        normalise_email(text)
+    except InvalidInputError:
+        return False
+    return True
+
+
 def check_password_policy(password: str, email: str) -> None:
     """Raise InvalidInputError listing every way the password breaks the policy."""
     problems = password_problems(password, email, current_app.config["PASSWORD_MIN_LENGTH"])
@@ -110,7 +119,9 @@ def authenticate(email: str, password: str) -> User:
     if user is None:
         burn_verification_time()
     if user is None or not user.active or not verify_password(user.password_hash, password):
-        audit.record("auth.login_failed", actor=user, details={"email": email.strip().lower()[:254]})
+        # Only a real email is kept: people do type their password into the email field.
+        typed = email.strip().lower()[:254] if is_email(email) else "(not an email address)"
+        audit.record("auth.login_failed", actor=user, details={"email": typed})
         db.session.commit()
         raise AuthenticationRequiredError(LOGIN_FAILED_MESSAGE)
     if needs_rehash(user.password_hash):

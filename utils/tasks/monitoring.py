@@ -13,11 +13,13 @@ from celery import shared_task
 from flask import current_app
 
 from utils.money import utcnow
-from utils.services import monitor
-from utils.tasks.trading import submit_order
+from utils.services import monitor, task_locks
+from utils.tasks.trading import PASS_HARD_LIMIT, PASS_SOFT_LIMIT, submit_order
 
 
-@shared_task(name="monitoring.stop_loss_cycle", ignore_result=True)
+@shared_task(
+    name="monitoring.stop_loss_cycle", ignore_result=True, soft_time_limit=PASS_SOFT_LIMIT, time_limit=PASS_HARD_LIMIT
+)
 def stop_loss_cycle(on_slot: bool = False) -> int:
     """Start one cycle (beat's: the current slot's): run it here, or fan it out per connection chunk.
     Returns the chunks."""
@@ -25,19 +27,27 @@ def stop_loss_cycle(on_slot: bool = False) -> int:
     interval = current_app.config["STOP_MONITOR_INTERVAL"]
     cycle_key = monitor.slot_key(utcnow(), interval) if on_slot else uuid.uuid4().hex[:16]
     if len(chunks) <= 1:
-        _send(monitor.run_cycle(chunks[0] if chunks else [], cycle_key))
+        _run(chunks[0] if chunks else [], cycle_key, 0)
         return len(chunks)
     for part, chunk in enumerate(chunks, start=1):
-        stop_loss_chunk.delay(chunk, cycle_key, part)
+        # A chunk still queued when the next cycle starts is superseded by that cycle's.
+        stop_loss_chunk.apply_async((chunk, cycle_key, part), expires=interval)
     return len(chunks)
 
 
-@shared_task(name="monitoring.stop_loss_chunk", ignore_result=True)
+@shared_task(
+    name="monitoring.stop_loss_chunk", ignore_result=True, soft_time_limit=PASS_SOFT_LIMIT, time_limit=PASS_HARD_LIMIT
+)
 def stop_loss_chunk(connection_ids: list[int], cycle_key: str, part: int = 0) -> None:
     """One chunk (``part``) of a fanned-out cycle."""
-    _send(monitor.run_cycle(connection_ids, cycle_key, part))
+    _run(connection_ids, cycle_key, part)
 
 
-def _send(result: monitor.CycleResult) -> None:
-    for order_id in result.exit_order_ids:
+def _run(connection_ids: list[int], cycle_key: str, part: int) -> None:
+    """Run one chunk and send its exits, unless an earlier cycle's pass over the same chunk (held up
+    by a slow broker) still runs: then this cycle leaves it to that one."""
+    key = f"monitor:{connection_ids[0] if connection_ids else 'none'}"
+    with task_locks.one_at_a_time(key, PASS_HARD_LIMIT) as mine:
+        result = monitor.run_cycle(connection_ids, cycle_key, part) if mine else None
+    for order_id in result.exit_order_ids if result else []:
         submit_order.delay(order_id)

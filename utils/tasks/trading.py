@@ -5,15 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Task, shared_task
+from flask import current_app
 from kombu.exceptions import OperationalError as QueueError
 
 from utils.exceptions import BrokerTemporaryError
 from utils.observability import get_logger
-from utils.services import execution, orders
+from utils.services import execution, order_tracking, orders, task_locks
 
 log = get_logger(__name__)
 
 SUBMIT_RETRIES = 8
+# A periodic pass over one connection's broker (tracking, a monitor chunk): generous for a slow
+# broker's retried reads, bounded so a hung one frees its worker process (and its pass lock).
+PASS_SOFT_LIMIT, PASS_HARD_LIMIT = 120, 150
 
 
 @shared_task(
@@ -23,6 +27,10 @@ SUBMIT_RETRIES = 8
     reject_on_worker_lost=True,
     max_retries=SUBMIT_RETRIES,
     ignore_result=True,
+    # One broker write (connect + read timeout) and a token refresh fit well inside; a send cut off
+    # stays SUBMITTED without a broker id, which the tracker looks up after ORDER_SEND_GRACE.
+    soft_time_limit=30,
+    time_limit=45,
 )
 def submit_order(self: Task, order_id: int) -> None:
     """Send one stored order; retry with backoff while the broker is busy or unreachable."""
@@ -33,12 +41,30 @@ def submit_order(self: Task, order_id: int) -> None:
         raise self.retry(exc=exc, countdown=float(wait)) from exc
 
 
-@shared_task(name="trading.track_orders", ignore_result=True)
-def track_orders() -> dict[str, Any]:
-    """Refresh live orders, resize protection, and (re-)send intents waiting for a worker."""
+@shared_task(
+    name="trading.track_orders", ignore_result=True, soft_time_limit=PASS_SOFT_LIMIT, time_limit=PASS_HARD_LIMIT
+)
+def track_orders() -> int:
+    """(Re-)send intents waiting for a worker, then follow live orders: one task per connection, so a
+    slow broker holds up only its own. Returns how many connections were handed out."""
     for order_id in orders.waiting_to_be_sent():
         submit_order.delay(order_id)
-    report, exits = execution.follow_orders()
+    connection_ids = order_tracking.connections_with_live_orders()
+    for connection_id in connection_ids:
+        track_connection.apply_async((connection_id,), expires=current_app.config["ORDER_POLL_INTERVAL"])
+    return len(connection_ids)
+
+
+@shared_task(
+    name="trading.track_connection", ignore_result=True, soft_time_limit=PASS_SOFT_LIMIT, time_limit=PASS_HARD_LIMIT
+)
+def track_connection(connection_id: int) -> dict[str, Any]:
+    """Refresh one connection's live orders and resize its protection (skipped while an earlier pass
+    over it still runs); send the exits the watchdog decided."""
+    with task_locks.one_at_a_time(f"track:{connection_id}", PASS_HARD_LIMIT) as mine:
+        if not mine:
+            return {"skipped": True}
+        report, exits = execution.follow_connection(connection_id)
     for order_id in exits:
         submit_order.delay(order_id)
     return vars(report)

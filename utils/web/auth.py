@@ -84,6 +84,7 @@ def login() -> ResponseReturnValue:
         user = users.authenticate(form.email.data, form.password.data)
     except AuthenticationRequiredError as exc:
         flash(exc.message, "error")
+        form.email.data = form.email.data if users.is_email(form.email.data) else ""  # maybe a password
         return render_template("auth/login.html", form=form), 401
     session.clear()
     if two_factor.is_enabled(user):
