@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -60,3 +61,15 @@ def kill_stack(marker: str) -> None:
     for pid in stack_processes(marker):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]], marker: str) -> None:
+    """SIGTERM the processes, give them 15 s to exit, then SIGKILL whatever is left of the stack."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    kill_stack(marker)

@@ -109,3 +109,19 @@ def test_a_write_to_a_closed_port_certainly_did_not_land() -> None:
         broker.write("POST", "/orders", json={})
     assert not isinstance(caught.value, UnknownOrderOutcomeError)
     assert isinstance(caught.value, BrokerTemporaryError)
+
+
+def test_a_refusal_that_repeats_our_credentials_reaches_callers_without_them(
+    fake: tuple[FakeServer, FaultPlan, Counter],
+) -> None:
+    server, plan, _ = fake
+    plan.add("POST /orders", Fault.ECHO_CREDENTIALS, status=400)
+    refresh, secret = "refresh-Tq7w9Xk2Lm5Nb8", "app-secret-Hj3Kd6Pq"
+    answer = client(server).write(
+        "POST", "/orders?code=auth-code-Zx81Vb", data={"refresh_token": refresh}, auth=("app-key", secret)
+    )
+    assert answer.status_code == 400
+    message = answer.json()["message"]
+    assert "[REDACTED]" in message and "grant" not in message
+    for credential in (refresh, secret, "auth-code-Zx81Vb", "YXBwLWtleTphcHAtc2VjcmV0LUhqM0tkNlBx"):
+        assert credential not in answer.text

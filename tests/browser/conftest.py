@@ -20,7 +20,7 @@ from flask import Flask
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from tests.browser.helpers import ConsoleErrors, PageFactory
-from tests.processes import BIN, ROOT, free_port, kill_stack, wait_ready
+from tests.processes import BIN, ROOT, free_port, stop_processes, wait_ready
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 FAST_INTERVALS = {
@@ -81,14 +81,7 @@ def server(app: Flask, environ: dict[str, str], tmp_path: Path) -> Iterator[str]
         wait_ready(port)
         yield f"http://127.0.0.1:{port}"
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        kill_stack(marker)
+        stop_processes(processes, marker)
         log.close()
         print((tmp_path / "platform.log").read_text(errors="replace")[-6000:])  # noqa: T201 - shown on failure
 

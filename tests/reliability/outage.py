@@ -20,7 +20,7 @@ from typing import Any
 
 import requests
 
-from tests.processes import BIN, ROOT, free_port, kill_stack, stack_processes, wait_ready
+from tests.processes import BIN, ROOT, free_port, stack_processes, stop_processes, wait_ready
 from tests.venues import Venue
 
 # Short intervals, so a cycle, a resend and a recovery happen within seconds.
@@ -31,6 +31,7 @@ FAST_INTERVALS = {
     "ORDER_POLL_INTERVAL": "2",
     "STOP_MONITOR_INTERVAL": "2",
     "RECONCILE_INTERVAL": "3600",
+    "EQUITY_SNAPSHOT_INTERVAL": "86400",  # its broker reads would blur "what the broker was asked"
 }
 _CSRF = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
 
@@ -74,14 +75,7 @@ def platform_processes(environ: dict[str, str], tmp_path: Path) -> Iterator[Plat
             wait_ready(port)
             yield Platform(f"http://127.0.0.1:{port}", marker)
         finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-            kill_stack(marker)
+            stop_processes(processes, marker)
             print(log_path.read_text(errors="replace")[-6000:])  # noqa: T201 - shown on failure
 
 

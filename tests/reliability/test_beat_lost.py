@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from flask import Flask
 
 from models import Heartbeat, MonitorRun, Notification
-from tests.reliability.stack import Stack, running_stack
+from tests.reliability.stack import Stack
 from tests.scale import scaled
 from tests.support import make_user
 from tests.venues import eventually
@@ -41,12 +39,6 @@ def environ(environ: dict[str, str]) -> dict[str, str]:
         "HEARTBEAT_MAX_AGE": str(SILENT_LIMIT),
         "LOG_LEVEL": "INFO",  # the worker logs each refused duplicate of a slot
     }
-
-
-@pytest.fixture()
-def stack(app: Flask, environ: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
-    with running_stack(app.extensions["celery"], environ, tmp_path) as running:
-        yield running
 
 
 def slot_runs() -> list[MonitorRun]:

@@ -11,7 +11,8 @@ broker stop and stores the market exit; the worker sends it and is killed:
 
 A fresh worker takes over. Whatever happened, the broker sells exactly once what was bought, within
 two monitor cycles of the new worker's start (our books follow on the next tracking pass), and the
-trade ends CLOSED with the P&L the broker's own bookings imply. The held request is released only after the kill, so it never reaches a worker.
+trade ends CLOSED with the P&L the broker's own bookings imply. The held request is released only
+after the kill, so it never reaches a worker.
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
-from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -31,7 +31,7 @@ from flask import Flask
 from models import MonitorRun, Order
 from tests.fakes.coinbase import PREFIX
 from tests.fakes.server import Fault
-from tests.reliability.stack import Stack, enqueue, running_stack
+from tests.reliability.stack import Stack, enqueue
 from tests.scale import scaled
 from tests.support import make_user
 from tests.venues import (
@@ -42,7 +42,6 @@ from tests.venues import (
     eventually,
     open_venue,
     orders_of,
-    running_fakes,
     trade_of,
 )
 from utils.enums import OrderPurpose, OrderStatus, TradeStatus
@@ -55,12 +54,6 @@ RUNS = scaled(ci=3, soak=20)
 ORDERS_ROUTE = f"POST {PREFIX}/orders"
 BEAT_TASKS = ("monitoring.stop_loss_cycle", "trading.track_orders")
 MEASURED: dict[str, list[float]] = {}
-
-
-@pytest.fixture()
-def fakes() -> Iterator[Fakes]:
-    with running_fakes() as running:
-        yield running
 
 
 @pytest.fixture()
@@ -77,12 +70,6 @@ def environ(environ: dict[str, str], fakes: Fakes) -> dict[str, str]:
             "ORDER_LOOKUP_GIVE_UP": "2",
         }
     )
-
-
-@pytest.fixture()
-def stack(app: Flask, environ: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
-    with running_stack(app.extensions["celery"], environ, tmp_path) as running:
-        yield running
 
 
 def play_beat(app: Flask) -> Callable[[], None]:

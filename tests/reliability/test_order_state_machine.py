@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from flask import Flask
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -57,6 +58,7 @@ COMMISSIONS = st.sampled_from([ZERO, Decimal("0.01"), Decimal("0.35")])
 PRICE_MOVES = st.sampled_from([Decimal("0.9"), Decimal("0.97"), Decimal("1.01"), Decimal("1.05"), Decimal("1.2")])
 SUBMIT_OUTCOMES = st.sampled_from(["accepted", "filled", "refused", "busy", "unseen_placed", "unseen_lost", "died"])
 BROKER_LIVE = frozenset({OrderStatus.WORKING, OrderStatus.PARTIALLY_FILLED})
+EXAMPLES = scaled(ci=2000, soak=10000)
 MOVES: list[tuple[OrderStatus, OrderStatus]] = []  # every Order.status change, filled by a listener
 
 
@@ -481,10 +483,11 @@ def _uncovered(trade: Trade) -> bool:
     return stop is not None and stop.quantity != trade_book.open_quantity(trade)
 
 
+@pytest.mark.timeout(EXAMPLES // 5)  # about 0.05 s per example on an idle machine; room for a busy one
 def test_orders_and_positions_keep_their_invariants_over_random_histories(app: Flask) -> None:
     """2,000 random histories of up to 50 steps in CI (10,000 under `make soak`)."""
     budget = settings(
-        max_examples=scaled(ci=2000, soak=10000),
+        max_examples=EXAMPLES,
         stateful_step_count=50,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -29,7 +29,7 @@ from tests.reliability.outage import (
 )
 from tests.scale import scaled
 from tests.support import DEFAULT_PASSWORD, TEST_DATABASE_URL
-from tests.venues import Fakes, open_venue, running_fakes
+from tests.venues import Fakes, open_venue
 from utils.enums import OrderStatus
 from utils.extensions import db
 from utils.services import api_tokens, orders
@@ -41,13 +41,6 @@ pytestmark = [
 ]
 OUTAGE_SECONDS = scaled(6, 60)
 ANSWER_WITHIN_SECONDS = 2.0
-
-
-@pytest.fixture()
-def fakes() -> Iterator[Fakes]:
-    """The broker fakes (the Coinbase one counts every order it receives)."""
-    with running_fakes() as running:
-        yield running
 
 
 @pytest.fixture()

@@ -13,19 +13,17 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 
 import pytest
 from flask import Flask
 
 from tests.fakes.server import Fault
-from tests.reliability.stack import Stack, running_stack
+from tests.reliability.stack import Stack
 from tests.scale import scaled
 from tests.support import make_user
-from tests.venues import Fakes, PaperVenue, Venue, closed_trade, eventually, open_venue, running_fakes, trade_of
+from tests.venues import Fakes, PaperVenue, Venue, closed_trade, eventually, open_venue, trade_of
 from utils.enums import TradeStatus
 from utils.services import execution, orders, protection
 from utils.tasks.trading import PASS_HARD_LIMIT
@@ -34,12 +32,6 @@ INTERVAL = 2
 SLOW = scaled(ci=8, soak=30)
 CLOSES = scaled(ci=6, soak=40)
 OTHERS = 3
-
-
-@pytest.fixture()
-def fakes() -> Iterator[Fakes]:
-    with running_fakes() as running:
-        yield running
 
 
 @pytest.fixture()
@@ -55,12 +47,6 @@ def environ(environ: dict[str, str], fakes: Fakes) -> dict[str, str]:
             "LOG_LEVEL": "INFO",  # task runtimes and time-limit events land in the log
         }
     )
-
-
-@pytest.fixture()
-def stack(app: Flask, environ: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
-    with running_stack(app.extensions["celery"], environ, tmp_path) as running:
-        yield running
 
 
 def enter(venue: Venue) -> int:

@@ -9,8 +9,6 @@ same trade and stop, and the monitor protects the position again: it closes it, 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -24,17 +22,10 @@ from tests.services.test_monitor_crash import (
     open_protected_trade,
 )
 from tests.support import login, make_user
-from tests.venues import Fakes, SchwabVenue, _schwab_login, open_venue, running_fakes, trade_of
+from tests.venues import Fakes, SchwabVenue, _schwab_login, open_venue, trade_of
 from utils.enums import ConnectionStatus, OrderStatus, Role, TradeStatus
 from utils.extensions import db
 from utils.services import api_tokens, protection
-
-
-@pytest.fixture()
-def fakes() -> Iterator[Fakes]:
-    """The broker fakes; the Schwab one issues and refuses the tokens."""
-    with running_fakes() as running:
-        yield running
 
 
 @pytest.fixture()
@@ -88,7 +79,8 @@ def test_an_expired_schwab_login_alerts_refuses_entries_and_reconnecting_restore
     [admin_notice] = notices(admin, "reconnect_needed")
     assert trader.email in admin_notice and "1 open position" in admin_notice
     assert any("reconnect it to restore monitoring" in m for m in notices(trader, "monitor_alert"))
-    assert refused.status_code == 409 and "cannot trade right now (reconnect needed)" in refused.json["error"]["message"]
+    assert refused.status_code == 409, refused.json
+    assert "cannot trade right now (reconnect needed)" in refused.json["error"]["message"]
     assert "The Schwab login has expired" in page
     assert len(venue.fakes.schwab.received_payloads) == payloads_before, "no order was sent with a dead login"
     assert venue.fakes.schwab.orders[stop.broker_order_id]["status"] == "WORKING", "the broker keeps the stop"

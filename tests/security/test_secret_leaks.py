@@ -75,7 +75,9 @@ def fakes() -> Iterator[Fakes]:
 @pytest.fixture()
 def environ(environ: dict[str, str], fakes: Fakes) -> dict[str, str]:
     """Pointed at the fakes, logging everything (DEBUG), webhooks allowed to a dead local port."""
-    return environ | fakes.environ() | {"LOG_LEVEL": "DEBUG", "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true"}
+    # No balance cache: a refusal remembered for a while would also refuse the next round's orders.
+    settings = {"LOG_LEVEL": "DEBUG", "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true", "BALANCE_CACHE_SECONDS": "0"}
+    return environ | fakes.environ() | settings
 
 
 def seed(fakes: Fakes) -> Seeded:
@@ -232,7 +234,7 @@ def run_scenario(app: Flask, fakes: Fakes, seeded: Seeded, new_client: Callable[
     # 401 last: a refused refresh token ends the Schwab login, after which nothing more is placed.
     for status, connection in ((400, seeded.schwab), (500, seeded.coinbase), (401, seeded.schwab)):
         placed = api_calls(client, seeded, seen)
-        assert len(placed) == 2, f"both brokers took an order intent before the {status} round"
+        assert len(placed) == 2, f"before the {status} round: {[r[-300:] for r in seen.responses[-8:]]}"
         answer_with_echoes(fakes, status)
         broker_actions(client, seeded, seen, placed, send)
         every_get(app, client, seen, ids | {"connection_id": connection.id, "order_id": max(placed)}, {})
@@ -267,6 +269,17 @@ def test_seeded_secrets_appear_in_no_response_row_or_log_line(
     assert {(OrderStatus.REJECTED, True), (OrderStatus.UNKNOWN, False)} <= outcomes, "the brokers' refusals landed"
     found = leaks(seeded.secrets | schwab_tokens(fakes), places)
     assert found == [], "\n".join(found)
+
+
+def test_a_password_typed_into_the_email_field_is_neither_shown_nor_audited(app: Flask) -> None:
+    make_user("owner@example.com", password=OWNER_PASSWORD)
+    answer = login(app.test_client(), OWNER_PASSWORD, OWNER_PASSWORD)
+    assert answer.status_code == 401
+    assert OWNER_PASSWORD.lower() not in answer.get_data(as_text=True).lower()
+    assert OWNER_PASSWORD.lower() not in audit_text().lower()
+    assert "(not an email address)" in audit_text()
+    answer = login(app.test_client(), "Owner@Example.com", "a wrong password here")
+    assert 'value="Owner@Example.com"' in answer.get_data(as_text=True), "a real email is kept in the form"
 
 
 @needs_redis

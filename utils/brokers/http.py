@@ -30,7 +30,7 @@ from utils.exceptions import (
     RateLimitExceededError,
     UnknownOrderOutcomeError,
 )
-from utils.observability import REDACTED, get_logger, redact_text
+from utils.observability import REDACTED, get_logger
 
 log = get_logger(__name__)
 DEFAULT_TIMEOUT = (3.05, 10.0)
@@ -152,12 +152,13 @@ class BrokerHttp:
 
 
 def scrub_refusal(response: requests.Response) -> None:
-    """Blank out of a refusal's body the credentials its request sent, and anything secret-looking."""
+    """Blank out of a refusal's body every credential its request sent (exact matches: the body stays
+    valid JSON)."""
     text = response.content.decode(response.encoding or "utf-8", errors="replace")
     for credential in sent_credentials(response.request):
         text = text.replace(credential, REDACTED)
     # requests keeps the body in ``_content``; every later read (json, text) sees the scrubbed one.
-    response._content = redact_text(text).encode("utf-8")
+    response._content = text.encode("utf-8")
     response.encoding = "utf-8"
 
 
