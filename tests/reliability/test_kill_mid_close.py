@@ -24,6 +24,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
+from typing import TypeVar
 
 import pytest
 from flask import Flask
@@ -53,6 +54,7 @@ STEPS = ("before_submit", "after_accept", "after_record")
 RUNS = scaled(ci=3, soak=20)
 ORDERS_ROUTE = f"POST {PREFIX}/orders"
 BEAT_TASKS = ("monitoring.stop_loss_cycle", "trading.track_orders")
+T = TypeVar("T")
 MEASURED: dict[str, list[float]] = {}
 
 
@@ -72,14 +74,15 @@ def environ(environ: dict[str, str], fakes: Fakes) -> dict[str, str]:
     )
 
 
-def play_beat(app: Flask) -> Callable[[], None]:
-    """Enqueue the monitor and tracking tasks once (what beat sends every interval)."""
+def with_beat(app: Flask, check: Callable[[], T | None], what: str) -> T:
+    """Poll ``check`` while playing beat: the monitor and tracking tasks are enqueued every interval.
+    The bound is generous (a loaded machine starts workers slowly); the criteria count cycles."""
 
     def nudge() -> None:
         for task in BEAT_TASKS:
             enqueue(app.extensions["celery"], task, INTERVAL)
 
-    return nudge
+    return eventually(check, what, nudge=nudge, nudge_every=INTERVAL, timeout=45)
 
 
 def open_protected_position(app: Flask, venue: CoinbaseVenue) -> int:
@@ -94,7 +97,7 @@ def open_protected_position(app: Flask, venue: CoinbaseVenue) -> int:
         trade = trade_of(trade_id)
         return trade.status == TradeStatus.OPEN and protection.protective_order(trade) is not None
 
-    eventually(protected, "the fill and the broker stop", nudge=play_beat(app), nudge_every=INTERVAL)
+    with_beat(app, protected, "the fill and the broker stop")
     return trade_id
 
 
@@ -113,9 +116,9 @@ def kill_during_close(
         venue.fakes.coinbase.plan.add(ORDERS_ROUTE, kind, seconds=60, arrived=arrived, release=release)
     venue.breach(trade_of(trade_id))
     if step == "after_record":
-        eventually(partial(exit_recorded, trade_id), "the exit's broker id", nudge=play_beat(app), nudge_every=INTERVAL)
+        with_beat(app, partial(exit_recorded, trade_id), "the exit's broker id")
     else:
-        eventually(arrived.is_set, "the exit at the fake", nudge=play_beat(app), nudge_every=INTERVAL)
+        with_beat(app, arrived.is_set, "the exit at the fake")
     stack.kill(worker)
     release.set()  # the held request now answers a dead socket
 
@@ -157,7 +160,7 @@ def test_a_worker_killed_mid_close_leaves_the_position_closed_exactly_once(
 
         restarted_at, clock = datetime.now(UTC), time.monotonic()
         worker = stack.worker()
-        closed = eventually(partial(closed_trade, trade_id), "the close", nudge=play_beat(app), nudge_every=INTERVAL)
+        closed = with_beat(app, partial(closed_trade, trade_id), "the close")
         MEASURED.setdefault(step, []).append(round(time.monotonic() - clock, 1))
 
         new_sells = sell_fills(venue)[sells_before:]

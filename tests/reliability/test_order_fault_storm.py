@@ -135,10 +135,10 @@ def intent_key(order: Order) -> tuple[str, str]:
     return ("coinbase", order.client_order_id)
 
 
-def verdicts(fakes: Fakes) -> dict[str, list[int]]:
+def verdicts(fakes: Fakes) -> dict[str, list[Any]]:
     """Each intent judged against the broker's book: duplicate, lost (not matching), unknown, or fine."""
     books = broker_books(fakes)
-    found: dict[str, list[int]] = defaultdict(list)
+    found: dict[str, list[Any]] = defaultdict(list)
     db.session.rollback()
     for order in db.session.scalars(db.select(Order).order_by(Order.id)):
         at_broker = books.get(intent_key(order), [])
@@ -155,8 +155,14 @@ def verdicts(fakes: Fakes) -> dict[str, list[int]]:
         elif not at_broker and order.status == OrderStatus.REJECTED:
             found["not_placed"].append(order.id)
         else:
-            found["lost"].append(order.id)
+            found["lost"].append(described(order, at_broker))
     return found
+
+
+def described(order: Order, at_broker: list[dict[str, Any]]) -> str:
+    """An intent that does not match the broker, with what each side says (for the failure message)."""
+    theirs = [(o["id"], o["status"], o.get("enteredTime") or o.get("created_time")) for o in at_broker]
+    return f"#{order.id} {order.status.value} {order.status_detail!r} sent {order.submitted_at}; broker {theirs}"
 
 
 @pytest.mark.timeout(240)

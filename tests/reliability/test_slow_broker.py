@@ -1,8 +1,8 @@
 """REL-07 One slow broker: one user's broker answers every call late; nobody else notices.
 
 Real processes: a prefork Celery worker (as in production) and beat. User X trades on the Coinbase
-fake with a broker-held stop; then the fake answers every call only after SLOW seconds (8 s in CI,
-the real 30 s under soak), far beyond the 2-second monitor interval. Meanwhile other traders on the
+fake with a broker-held stop; then the fake answers every call only after SLOW seconds (10 s in CI,
+the real 30 s under soak), far beyond the 3-second monitor interval. Meanwhile other traders on the
 paper broker are stopped out one after the other: each is seen by the monitor within its slot and
 closed within one interval of being seen (p99), and no task of the worker runs past its hard time
 limit (the worker's log would say so).
@@ -28,8 +28,8 @@ from utils.enums import TradeStatus
 from utils.services import execution, orders, protection
 from utils.tasks.trading import PASS_HARD_LIMIT
 
-INTERVAL = 2
-SLOW = scaled(ci=8, soak=30)
+INTERVAL = 3
+SLOW = scaled(ci=10, soak=30)
 CLOSES = scaled(ci=6, soak=40)
 OTHERS = 3
 

@@ -85,6 +85,22 @@ def login_with_next(client: FlaskClient, target: str) -> TestResponse:
     return client.post("/auth/login", data=data | {"csrf_token": token})
 
 
+# The user-controlled fields pages show; each gets its own script tag.
+FIELDS = (
+    "display name",
+    "connection label",
+    "connection status",
+    "symbol",
+    "order status detail",
+    "protection detail",
+    "notification",
+    "token name",
+    "user trading reason",
+    "platform reason",
+)
+REFLECTED = xss(99)  # sent in query strings and paths: reflected input
+
+
 def seed_scripts(world: World) -> dict[str, str]:
     """A script tag in every user-controlled field a page shows; field -> payload."""
     payloads = {field: xss(n) for n, field in enumerate(FIELDS)}
@@ -101,21 +117,6 @@ def seed_scripts(world: World) -> dict[str, str]:
     trading_state.set_user_trading_state(world.root, owner, TradingState.REDUCING, payloads["user trading reason"])
     trading_state.set_global_trading_state(world.root, TradingState.REDUCING, payloads["platform reason"])
     return payloads
-
-
-FIELDS = (
-    "display name",
-    "connection label",
-    "connection status",
-    "symbol",
-    "order status detail",
-    "protection detail",
-    "notification",
-    "token name",
-    "user trading reason",
-    "platform reason",
-)
-REFLECTED = xss(99)
 
 
 def html_pages(app: Flask, client: FlaskClient, world: World) -> dict[str, str]:
