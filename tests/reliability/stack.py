@@ -95,6 +95,12 @@ def running_stack(celery_app: Celery, environ: dict[str, str], folder: Path) -> 
         celery_app.control.purge()
 
 
+def every(seconds: int) -> dict[str, str]:
+    """Settings that run the monitor, order tracking and paper matching every ``seconds``."""
+    names = ("STOP_MONITOR_INTERVAL", "ORDER_POLL_INTERVAL", "PAPER_MATCH_INTERVAL")
+    return dict.fromkeys(names, str(seconds))
+
+
 def enqueue(celery_app: Celery, task: str, interval: float, **options: Any) -> None:
     """Send one beat task as beat does: it expires after one interval in the queue."""
     celery_app.send_task(task, expires=interval, **options)

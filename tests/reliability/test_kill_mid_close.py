@@ -32,7 +32,7 @@ from flask import Flask
 from models import MonitorRun, Order
 from tests.fakes.coinbase import PREFIX
 from tests.fakes.server import Fault
-from tests.reliability.stack import Stack, enqueue
+from tests.reliability.stack import Stack, enqueue, every
 from tests.scale import scaled
 from tests.support import make_user
 from tests.venues import (
@@ -65,9 +65,8 @@ def environ(environ: dict[str, str], fakes: Fakes) -> dict[str, str]:
     return (
         environ
         | fakes.environ()
+        | every(INTERVAL)
         | {
-            "STOP_MONITOR_INTERVAL": str(INTERVAL),
-            "ORDER_POLL_INTERVAL": str(INTERVAL),
             "ORDER_SEND_GRACE": "1",
             "ORDER_LOOKUP_GIVE_UP": "2",
         }
@@ -94,8 +93,10 @@ def open_protected_position(app: Flask, venue: CoinbaseVenue) -> int:
     assert trade_id is not None
 
     def protected() -> bool:
+        """Open, and the stop AT the broker: no order write is in flight when the test arms the fake."""
         trade = trade_of(trade_id)
-        return trade.status == TradeStatus.OPEN and protection.protective_order(trade) is not None
+        stop = protection.protective_order(trade)
+        return trade.status == TradeStatus.OPEN and stop is not None and stop.broker_order_id is not None
 
     with_beat(app, protected, "the fill and the broker stop")
     return trade_id

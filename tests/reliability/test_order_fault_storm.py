@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from models import Order, User
+from models import AuditLog, Order, User
 from tests.fakes.coinbase import PREFIX
 from tests.fakes.schwab import ORDERS_RULE
 from tests.fakes.server import Fault, InjectedFault
@@ -162,7 +162,12 @@ def verdicts(fakes: Fakes) -> dict[str, list[Any]]:
 def described(order: Order, at_broker: list[dict[str, Any]]) -> str:
     """An intent that does not match the broker, with what each side says (for the failure message)."""
     theirs = [(o["id"], o["status"], o.get("enteredTime") or o.get("created_time")) for o in at_broker]
-    return f"#{order.id} {order.status.value} {order.status_detail!r} sent {order.submitted_at}; broker {theirs}"
+    trail = db.session.execute(
+        db.select(AuditLog.created_at, AuditLog.action, AuditLog.details).where(
+            AuditLog.subject_type == "Order", AuditLog.subject_id == str(order.id)
+        )
+    ).all()
+    return f"#{order.id} {order.status.value} {order.status_detail!r} sent {order.submitted_at}; broker {theirs}; {trail}"
 
 
 @pytest.mark.timeout(240)

@@ -67,10 +67,10 @@ def test_beat_silence_is_told_to_every_admin_once_per_silence(app: Flask) -> Non
 
 def test_a_pass_lock_refuses_a_second_holder_until_the_first_is_done(app: Flask) -> None:
     with (
-        task_locks.one_at_a_time("track:1", 60) as first,
-        task_locks.one_at_a_time("track:1", 60) as second,
-        task_locks.one_at_a_time("track:2", 60) as other,
+        task_locks.one_at_a_time("track:1") as first,
+        task_locks.one_at_a_time("track:1") as second,
+        task_locks.one_at_a_time("track:2") as other,
     ):
         assert (first, second, other) == (True, False, True)
-    with task_locks.one_at_a_time("track:1", 60) as again:
+    with task_locks.one_at_a_time("track:1") as again:
         assert again

@@ -2,15 +2,15 @@
 one worker process at most instead of piling a new pass onto every free one each interval.
 
 Redis locks (every process sees them) when REDIS_URL is set; locks of this process otherwise (the
-embedded default runs one worker process). A lock expires after ``ttl`` seconds, the task's hard time
-limit, so a worker killed mid-pass holds nothing for longer. While Redis is down the pass runs: Celery
+embedded default runs one worker process). A Redis lock is a short lease that a thread of the holder
+renews while the pass runs, so a pass may take as long as its time limit allows, yet a worker killed
+mid-pass blocks the next one for LEASE_SECONDS at most. While Redis is down the pass runs: Celery
 needs Redis too, so no second pass could be running meanwhile.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,45 +21,60 @@ from utils.extensions import redis_client
 from utils.observability import get_logger
 
 log = get_logger(__name__)
-_held: dict[str, float] = {}
+LEASE_SECONDS = 15
+_held: set[str] = set()
 _held_lock = threading.Lock()
 
 
 @contextmanager
-def one_at_a_time(key: str, ttl: int) -> Iterator[bool]:
+def one_at_a_time(key: str) -> Iterator[bool]:
     """Yield True while this caller holds ``key`` (released on exit), False when another pass holds it."""
     url = current_app.config.get("REDIS_URL") or ""
     if not url:
-        with _local(key, ttl) as mine:
+        with _local(key) as mine:
             yield mine
         return
-    lock = redis_client(url).lock(f"arbion:pass:{key}", timeout=ttl, blocking=False)
+    lock = redis_client(url).lock(f"arbion:pass:{key}", timeout=LEASE_SECONDS, blocking=False, thread_local=False)
     try:
         mine = bool(lock.acquire())
     except redis.RedisError as exc:
         log.warning("task_locks.unreachable", key=key, error=type(exc).__name__)
         yield True
         return
+    if not mine:
+        yield False
+        return
+    done = threading.Event()
+    renewer = threading.Thread(target=_renew, args=(lock, done), daemon=True)
+    renewer.start()
     try:
-        yield mine
+        yield True
     finally:
-        if mine:
-            _release(lock, key)
+        done.set()
+        renewer.join()
+        _release(lock, key)
+
+
+def _renew(lock: redis.lock.Lock, done: threading.Event) -> None:
+    """Extend the lease every third of it until the pass is done (or the lease is lost)."""
+    while not done.wait(LEASE_SECONDS / 3):
+        try:
+            lock.reacquire()
+        except (redis.exceptions.LockError, redis.RedisError):
+            return
 
 
 @contextmanager
-def _local(key: str, ttl: int) -> Iterator[bool]:
-    now = time.monotonic()
+def _local(key: str) -> Iterator[bool]:
     with _held_lock:
-        mine = _held.get(key, 0.0) <= now
-        if mine:
-            _held[key] = now + ttl
+        mine = key not in _held
+        _held.add(key)
     try:
         yield mine
     finally:
         if mine:
             with _held_lock:
-                _held.pop(key, None)
+                _held.discard(key)
 
 
 def _release(lock: redis.lock.Lock, key: str) -> None:

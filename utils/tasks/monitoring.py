@@ -30,8 +30,7 @@ def stop_loss_cycle(on_slot: bool = False) -> int:
         _run(chunks[0] if chunks else [], cycle_key, 0)
         return len(chunks)
     for part, chunk in enumerate(chunks, start=1):
-        # A chunk still queued when the next cycle starts is superseded by that cycle's.
-        stop_loss_chunk.apply_async((chunk, cycle_key, part), expires=interval)
+        stop_loss_chunk.delay(chunk, cycle_key, part)
     return len(chunks)
 
 
@@ -47,7 +46,7 @@ def _run(connection_ids: list[int], cycle_key: str, part: int) -> None:
     """Run one chunk and send its exits, unless an earlier cycle's pass over the same chunk (held up
     by a slow broker) still runs: then this cycle leaves it to that one."""
     key = f"monitor:{connection_ids[0] if connection_ids else 'none'}"
-    with task_locks.one_at_a_time(key, PASS_HARD_LIMIT) as mine:
+    with task_locks.one_at_a_time(key) as mine:
         result = monitor.run_cycle(connection_ids, cycle_key, part) if mine else None
     for order_id in result.exit_order_ids if result else []:
         submit_order.delay(order_id)

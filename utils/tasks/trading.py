@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Task, shared_task
-from flask import current_app
 from kombu.exceptions import OperationalError as QueueError
 
 from utils.exceptions import BrokerTemporaryError
@@ -51,7 +50,7 @@ def track_orders() -> int:
         submit_order.delay(order_id)
     connection_ids = order_tracking.connections_with_live_orders()
     for connection_id in connection_ids:
-        track_connection.apply_async((connection_id,), expires=current_app.config["ORDER_POLL_INTERVAL"])
+        track_connection.delay(connection_id)
     return len(connection_ids)
 
 
@@ -61,7 +60,7 @@ def track_orders() -> int:
 def track_connection(connection_id: int) -> dict[str, Any]:
     """Refresh one connection's live orders and resize its protection (skipped while an earlier pass
     over it still runs); send the exits the watchdog decided."""
-    with task_locks.one_at_a_time(f"track:{connection_id}", PASS_HARD_LIMIT) as mine:
+    with task_locks.one_at_a_time(f"track:{connection_id}") as mine:
         if not mine:
             return {"skipped": True}
         report, exits = execution.follow_connection(connection_id)
