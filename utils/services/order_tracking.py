@@ -27,7 +27,7 @@ from utils.exceptions import (
 from utils.extensions import db
 from utils.money import utcnow
 from utils.observability import get_logger
-from utils.rowlock import claimed
+from utils.rowlock import claimed, locked_one
 from utils.services import audit, connections, order_states, orders, schwab_logins, trade_book
 
 log = get_logger(__name__)
@@ -95,8 +95,18 @@ def track_connection(connection_id: int, report: TrackingReport | None = None) -
 
 
 def refresh_order(order: Order | None, broker: Broker, account: str) -> bool:
-    """Bring one live order up to date (commit); True if it changed."""
+    """Bring one live order up to date (commit); True if it changed.
+
+    An order without a broker id is looked up under its row lock, re-read: tracking and
+    reconciliation may resolve the same order at once, and the later one must see what the first
+    found (else it would not find the broker's order, which is now taken by this very order, and
+    record an order that exists at the broker as never placed).
+    """
+    if order is not None and order.broker_order_id is None:
+        db.session.commit()  # the row lock must be the first statement of its transaction (utils.rowlock)
+        order = locked_one(Order, Order.id == order.id)
     if order is None or not order_states.is_live(OrderStatus(order.status)):
+        db.session.commit()
         return False
     if order.broker_order_id is None:
         changed = _resolve_unsent(order, broker, account)
