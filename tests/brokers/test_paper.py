@@ -561,6 +561,7 @@ def test_cash_and_cost_basis_are_conserved(steps, fee, slippage):
     _run(broker, prices, clock, [("order", "AAPL", BUY, 50, OrderType.MARKET, TimeInForce.GTC, 0, 0)] * 2)
     _run(broker, prices, clock, [("order", "ETH-USD", BUY, 100, OrderType.MARKET, TimeInForce.GTC, 0, 0)])
     _run(broker, prices, clock, steps)
+    clock.advance(minutes=5)  # a last pass at a later time: the model orders fills by (time, created)
     broker.process()
     cash, positions, orders = store.snapshot(ACCOUNT)
 
