@@ -22,12 +22,18 @@ from tests.support import (
     reset_schema,
     truncate_all,
 )
+from utils.observability import configure_logging
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """In CI the real services are required: never fall back to the embedded default silently."""
+    """In CI the real services are required: never fall back to the embedded default silently.
+
+    Logging is configured as the app does it, so tests of pure code that log (the risk engine logs
+    every rule that raises) do not use structlog's unconfigured default with its slow tracebacks.
+    """
     if os.environ.get("ARBION_REQUIRE_SERVICES") == "1" and not (TEST_DATABASE_URL and TEST_REDIS_URL):
         raise pytest.UsageError("ARBION_REQUIRE_SERVICES=1 but TEST_DATABASE_URL/TEST_REDIS_URL are not set")
+    configure_logging("WARNING", "json")
 
 
 @pytest.fixture(scope="session")
