@@ -100,8 +100,10 @@ def test_beat_killed_and_back_alerts_once_and_runs_every_slot_once(app: Flask, s
     assert slots == list(range(slots[0], slots[0] + len(slots))), "no slot skipped"
     gaps = [(b.started_at - a.started_at).total_seconds() for a, b in itertools.pairwise(runs)]
     assert max(gaps) <= 1.5 * INTERVAL, gaps
+    # Reported, not asserted: a duplicate send may also expire in the queue before a worker takes
+    # it (each beat entry expires after one interval); the per-slot claim itself is tested in
+    # tests/tasks/test_monitor_slots.py, and "no slot ran twice" above is the pass criterion.
     refused = stack.log_path.read_text(errors="replace").count("monitor.cycle_already_run")
-    assert refused >= 1, "the second beat's sends of the same slots were refused"
     assert len(beat_alerts()) == len(admins), "no second alert once beat is back"
     print(  # noqa: T201 - the figures RELIABILITY.md reports
         f"REL-04: alert {alerted_after:.1f} s after beat's last heartbeat (limit {SILENT_LIMIT} s); "
