@@ -19,12 +19,18 @@
     return target && active && target.contains(active) && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName);
   }
 
+  function pointingAtControl(target) {
+    return target && target.querySelector("button:hover, input:hover, select:hover, a:hover") !== null;
+  }
+
   // Live parts poll only while the page is visible (no polling storms from background tabs) and
-  // never while the user is typing in them (a refresh would wipe what they type).
+  // never while the user is typing in them or about to click one of their buttons (a refresh
+  // would wipe what they type, or swap the button away under the click).
   document.addEventListener("htmx:beforeRequest", function (event) {
     var trigger = event.detail.requestConfig && event.detail.requestConfig.triggeringEvent;
     var polling = !trigger || trigger.type !== "submit";
-    if (polling && (document.hidden || typingIn(event.detail.target))) {
+    var target = event.detail.target;
+    if (polling && (document.hidden || typingIn(target) || pointingAtControl(target))) {
       event.preventDefault();
     }
   });

@@ -105,5 +105,6 @@ def test_an_admin_halt_refuses_the_traders_entries_while_an_exit_still_works(
 
     trader_page.goto("/positions/")
     trader_page.locator("tr", has_text=CRYPTO).get_by_role("button", name="Close").click()
+    expect(trader_page.get_by_text("Closing at market.")).to_be_visible()
     reload_until(trader_page, trader_page.get_by_text("No open positions."), "the exit to close the position")
     assert eventually(lambda: the_trade().status == TradeStatus.CLOSED, "the trade to be closed")
