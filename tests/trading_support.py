@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import queue
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -91,6 +92,29 @@ def add_snapshot(user: User, connection: BrokerConnection, taken_at: datetime, e
     db.session.add(row)
     db.session.commit()
     return row
+
+
+def close_concurrently(app: Flask, n: int, breaches: list[Any]) -> list[int]:
+    """Hand every breach (``monitor.Breach``) to ``monitor.close_breached`` from ``n`` threads at once,
+    as ``n`` workers draining the queue of close tasks would. Returns the exits stored."""
+    from utils.services import monitor
+
+    pending: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    for breach in breaches:
+        pending.put(breach)
+
+    def drain() -> list[int]:
+        stored = []
+        while True:
+            try:
+                breach = pending.get_nowait()
+            except queue.Empty:
+                return stored
+            exit_id = monitor.close_breached(breach)
+            if exit_id is not None:
+                stored.append(exit_id)
+
+    return [exit_id for stored in run_in_threads(app, n, drain) for exit_id in stored]
 
 
 def run_in_threads(app: Flask, n: int, action: Callable[[], Any]) -> list[Any]:

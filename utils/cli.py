@@ -173,11 +173,12 @@ def run_monitor(once: bool) -> None:
     if not once:
         raise click.UsageError("Pass --once: the scheduled monitor runs on Celery Beat.")
     result = monitor.run_cycle()
-    for order_id in result.exit_order_ids:
-        execution.send(order_id)
+    closed = [exit_id for breach in result.to_close if (exit_id := monitor.close_breached(breach)) is not None]
+    for exit_id in closed:
+        execution.send(exit_id)
     click.echo(
         f"Monitor cycle {result.cycle_key}: {result.positions} position(s) checked, {result.breaches} breach(es), "
-        f"{len(result.exit_order_ids)} closed, {result.stale_quotes} unpriced, {result.errors} error(s), "
+        f"{len(closed)} closed, {result.stale_quotes} unpriced, {result.errors} error(s), "
         f"{result.quote_calls} quote call(s) in {result.duration_ms} ms."
     )
     if result.errors or result.stale_quotes:

@@ -3,7 +3,9 @@
 ``create_schwab_fake(client_id, client_secret)`` returns ``(app, state)``. The app serves the
 paths in /work/shared/BROKER_APIS.md on whatever server runs it (tests use FakeServer, a sandbox
 CLI may run it too); ``state`` lets tests drive it: set prices, fill orders, expire tokens, kill
-refresh tokens, queue faults on ``state.plan`` and count what the fake received.
+refresh tokens, queue faults on ``state.plan`` and count what the fake received. ``latency``
+(seconds, ``state.latency``, default 0) holds every answer that long, as a distant broker would
+(benchmarks measure the platform's overhead against it).
 
 Route-specific faults (queued like the generic ones, e.g.
 ``state.plan.add("POST /trader/v1/accounts/<account_hash>/orders", Fault.NO_LOCATION)``):
@@ -87,9 +89,12 @@ class FakeAccount:
 class SchwabFakeState:
     """Everything the fake knows; tests read and change it directly (thread-safe via ``lock``)."""
 
-    def __init__(self, client_id: str, client_secret: str, redirect_uri: str | None, access_ttl: float):
+    def __init__(
+        self, client_id: str, client_secret: str, redirect_uri: str | None, access_ttl: float, latency: float = 0.0
+    ):
         self.client_id, self.client_secret, self.redirect_uri = client_id, client_secret, redirect_uri
         self.access_ttl = access_ttl
+        self.latency = latency
         self.lock = threading.RLock()
         self.plan = FaultPlan()
         self.codes: dict[str, tuple[str, str]] = {}
@@ -282,10 +287,12 @@ def create_schwab_fake(
     *,
     redirect_uri: str | None = None,
     access_ttl: float = 1800.0,
+    latency: float = 0.0,
 ) -> tuple[Flask, SchwabFakeState]:
-    """The fake's Flask app and its state (faults queue on ``state.plan``)."""
+    """The fake's Flask app and its state (faults queue on ``state.plan``; every answer waits ``latency`` s)."""
     app = Flask("schwab_fake")
-    state = SchwabFakeState(client_id, client_secret, redirect_uri, access_ttl)
+    state = SchwabFakeState(client_id, client_secret, redirect_uri, access_ttl, latency)
+    _install_latency(app, state)
     _install_counter(app, state)
     install_faults(app, state.plan)
     _install_guards(app, state)
@@ -297,6 +304,13 @@ def create_schwab_fake(
 
 
 # ---------------------------------------------------------------------------- routes
+
+
+def _install_latency(app: Flask, state: SchwabFakeState) -> None:
+    @app.before_request
+    def _wait() -> None:
+        if state.latency > 0:
+            time.sleep(state.latency)
 
 
 def _install_counter(app: Flask, state: SchwabFakeState) -> None:

@@ -3,7 +3,9 @@
 Each repetition funds several users' paper accounts at the broker, writes 500 open trades
 (PostgreSQL; 60 on SQLite, which serialises writers anyway) whose emulated stop the market has
 crossed, runs eight ``monitor.run_cycle`` at the same moment (one thread, app context and session
-each), then sends every stored exit the way the task does (``submit_order``), each one delivered
+each), hands all eight cycles' breaches (each trade eight times) to ``monitor.close_breached`` from
+eight threads at once, as eight workers draining the close tasks would, then sends every stored
+exit the way the task does (``submit_order``), each one delivered
 twice from concurrent threads as an ``acks_late`` redelivery would. Pass: every trade has exactly
 one exit and is CLOSED, the paper broker received exactly one sell per trade and holds nothing
 (no oversell), no cycle reported an error. ``scaled(ci=2, soak=20)`` repetitions.
@@ -21,7 +23,7 @@ from flask import Flask
 from models import BrokerConnection, MonitorRun, Order, PaperOrder, PaperPosition, Trade
 from tests.scale import scaled
 from tests.support import make_user
-from tests.trading_support import CRYPTO, add_trade, run_in_threads, stored_order
+from tests.trading_support import CRYPTO, add_trade, close_concurrently, run_in_threads, stored_order
 from utils.brokers.base import OrderRequest
 from utils.enums import OrderPurpose, OrderSide, OrderStatus, OrderType, ProtectionMode, TradeStatus
 from utils.extensions import db
@@ -117,8 +119,10 @@ def test_eight_concurrent_monitor_cycles_close_every_breached_position_exactly_o
     db.session.remove()
 
     results = run_in_threads(app, CYCLES, monitor.run_cycle)
-    exit_ids = [order_id for result in results for order_id in result.exit_order_ids]
     assert sum(result.errors for result in results) == 0
+    handed_out = [breach for result in results for breach in result.to_close]
+    assert len(handed_out) == CYCLES * breached, "every cycle sees every breach"
+    exit_ids = close_concurrently(app, CYCLES, handed_out)
     assert len(exit_ids) == len(set(exit_ids)) == breached
     send_each_twice(app, exit_ids)
 

@@ -9,7 +9,7 @@ from flask import Flask
 
 from models import BrokerConnection, MonitorRun, Notification, Order, Trade, User
 from tests.support import make_user
-from tests.trading_support import CRYPTO, run_in_threads, ticket
+from tests.trading_support import CRYPTO, close_concurrently, run_in_threads, ticket
 from tests.venues import eventually
 from utils.enums import OrderPurpose, OrderSide, OrderStatus, OrderType, ProtectionMode, TradeStatus
 from utils.extensions import db
@@ -38,11 +38,15 @@ def test_a_breached_stop_is_closed_once_and_the_trade_settles(trader: User, pape
     trade.stop_loss_price = bid(paper) * 2  # the market is far below the stop: breached
     db.session.commit()
     first = monitor.run_cycle()
-    assert (first.positions, first.breaches, len(first.exit_order_ids)) == (1, 1, 1)
-    assert trade.status == TradeStatus.CLOSING and trade.breached_at is not None
+    assert (first.positions, first.breaches, [b.trade_id for b in first.to_close]) == (1, 1, [trade.id])
+    db.session.expire_all()
+    assert trade.status == TradeStatus.OPEN and trade.breached_at is not None, "the cycle only hands it out"
+    exit_id = monitor.close_breached(first.to_close[0])
+    assert exit_id is not None and trade.status == TradeStatus.CLOSING
+    assert monitor.close_breached(first.to_close[0]) is None, "a breach handed out twice closes once"
     again = monitor.run_cycle()
-    assert (again.positions, again.exit_order_ids) == (0, []), "a closing trade is not closed twice"
-    execution.send(first.exit_order_ids[0])
+    assert (again.positions, again.to_close) == (0, []), "a closing trade is not closed twice"
+    execution.send(exit_id)
     db.session.expire_all()
     closed = db.session.get_one(Trade, trade.id)
     assert closed.status == TradeStatus.CLOSED and closed.realized_pnl is not None
@@ -51,6 +55,17 @@ def test_a_breached_stop_is_closed_once_and_the_trade_settles(trader: User, pape
     assert kinds == ["stop_triggered"]
     runs = monitor.recent_runs()
     assert [run.closes for run in runs] == [0, 1] and runs[1].quote_calls == 1
+
+
+def test_a_breach_whose_close_was_lost_is_handed_out_again(trader: User, paper: BrokerConnection) -> None:
+    trade = open_trade(trader, paper)
+    trade.stop_loss_price = bid(paper) * 2
+    db.session.commit()
+    first = monitor.run_cycle()
+    assert [breach.trade_id for breach in first.to_close] == [trade.id]  # its close task is lost
+    again = monitor.run_cycle()
+    assert [breach.trade_id for breach in again.to_close] == [trade.id], "still open: the next cycle hands it out"
+    assert monitor.close_breached(again.to_close[0]) is not None
 
 
 def test_take_profit_and_trailing_stop_close_and_an_untouched_stop_holds(trader: User, paper: BrokerConnection) -> None:
@@ -63,7 +78,7 @@ def test_take_profit_and_trailing_stop_close_and_an_untouched_stop_holds(trader:
     db.session.commit()
     result = monitor.run_cycle()
     assert (result.positions, result.breaches) == (3, 2)
-    assert {db.session.get_one(Order, i).trade_id for i in result.exit_order_ids} == {target.id, trailing.id}
+    assert {breach.trade_id for breach in result.to_close} == {target.id, trailing.id}
     assert holding.status == TradeStatus.OPEN and holding.breached_at is None
 
 
@@ -93,9 +108,10 @@ def test_eight_concurrent_cycles_close_every_breached_trade_exactly_once(
     db.session.commit()
     db.session.remove()
     results = run_in_threads(app, 8, monitor.run_cycle)
-    exit_ids = [order_id for result in results for order_id in result.exit_order_ids]
-    assert sum(r.errors for r in results) == 0, [(r.errors, r.breaches, len(r.exit_order_ids)) for r in results]
-    assert len(exit_ids) == breached
+    assert sum(r.errors for r in results) == 0, [(r.errors, r.breaches, len(r.to_close)) for r in results]
+    handed_out = [breach for result in results for breach in result.to_close]
+    exit_ids = close_concurrently(app, 8, handed_out)
+    assert len(exit_ids) == len(set(exit_ids)) == breached
     per_trade = db.session.execute(
         db.select(Order.trade_id, db.func.count()).where(Order.purpose == OrderPurpose.EXIT).group_by(Order.trade_id)
     ).all()
@@ -139,8 +155,8 @@ def test_the_watchdog_replaces_a_broker_stop_that_disappeared(trader: User, pape
     assert lost is not None and lost.broker_order_id is not None
     broker = connections.broker_for(paper)
     broker.cancel_order(connections.trading_account_id(paper), lost.broker_order_id)  # gone at the broker
-    report, exits = execution.follow_orders()
-    assert report.changed == 1 and exits == []
+    report, to_close = execution.follow_orders()
+    assert report.changed == 1 and to_close == []
     db.session.expire_all()
     trade = db.session.get_one(Trade, entry.trade_id)
     again = protection.protective_order(trade)

@@ -97,13 +97,15 @@ def open_protected_trade(venue: Venue) -> Trade:
 
 
 def exit_stored_by_a_dying_monitor(venue: Venue, trade: Trade) -> Order:
-    """The market crosses the protection; the monitor cycle (the service, as the task runs it) stores
-    the exit, and the worker dies before it enqueues ``submit_order``: kill point (a)."""
+    """The market crosses the protection; the monitor cycle hands the breach out, the close (the
+    service, as its task runs it) stores the exit, and the worker dies before it enqueues
+    ``submit_order``: kill point (a)."""
     venue.breach(trade)
     for _ in range(3):
         result = monitor.run_cycle()
-        if result.exit_order_ids:
-            [exit_id] = result.exit_order_ids
+        exit_ids = [exit_id for breach in result.to_close if (exit_id := monitor.close_breached(breach))]
+        if exit_ids:
+            [exit_id] = exit_ids
             exit_order = db.session.get_one(Order, exit_id)
             assert exit_order.status == OrderStatus.PENDING_SUBMIT
             assert trade_of(trade.id).status == TradeStatus.CLOSING

@@ -18,21 +18,17 @@ def send(order_id: int) -> None:
         protection.protect(order.trade)
 
 
-def follow_connection(connection_id: int) -> tuple[order_tracking.TrackingReport, list[int]]:
+def follow_connection(connection_id: int) -> tuple[order_tracking.TrackingReport, list[monitor.Breach]]:
     """``follow_orders`` for one connection: its live orders, then the watchdog over its trades."""
     report = order_tracking.track_connection(connection_id)
-    result = monitor.CycleResult("watchdog")
-    monitor.watchdog([connection_id], result)
-    return report, result.exit_order_ids
+    return report, monitor.watchdog([connection_id])
 
 
-def follow_orders() -> tuple[order_tracking.TrackingReport, list[int]]:
+def follow_orders() -> tuple[order_tracking.TrackingReport, list[monitor.Breach]]:
     """One tracking pass over live orders, then the protection watchdog over what it found.
 
-    Returns the report and the exits the caller must send (trades whose broker stop was lost and
-    could not be re-placed are closed).
+    Returns the report and the trades the caller must close (``monitor.close_breached``): those
+    whose broker stop was lost and could not be re-placed.
     """
     report = order_tracking.track_all()
-    result = monitor.CycleResult("watchdog")
-    monitor.watchdog(None, result)
-    return report, result.exit_order_ids
+    return report, monitor.watchdog(None)

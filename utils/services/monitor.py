@@ -1,12 +1,18 @@
-"""The stop-loss monitor: one cycle loads every protected open trade, prices it, and closes breaches.
+"""The stop-loss monitor: one cycle loads every protected open trade, prices it, and hands out breaches.
 
-A cycle reads in a constant number of queries (trades, their connections, their live exits),
-fetches quotes once per provider and symbol batch, evaluates every trade with pure code
-(utils.risk.stops) and closes each breached trade with a market exit EXACTLY ONCE: the exit is
-stored by ``orders.close_trade`` (conditional OPEN → CLOSING plus the one-live-exit index), and
-the caller sends it. A trade whose broker holds the stop gets one interval for the broker to
-act before the monitor steps in. Missing, stale or impossible quotes never close anything: they
-are counted, logged and told to the user once.
+A cycle reads in a constant number of statements whatever the size of the book (the trades as
+plain rows with whether a broker stop rests for them, their connections), fetches quotes once per
+provider and symbol batch, evaluates every trade with pure code (utils.risk.stops), writes its
+marks in one transaction, and returns the breached trades. Each breach is then closed on its own
+(``close_breached``, one task per trade, so a thousand breaches close in parallel and a slow
+broker delays only its own) with a market exit EXACTLY ONCE: ``orders.close_trade`` claims the
+trade (conditional OPEN → CLOSING plus the one-live-exit index), and the caller sends the exit.
+A breach handed out twice (two cycles, a redelivered task) closes once; a breach whose task was
+lost stays OPEN and breached, and the next cycle hands it out again.
+
+A trade whose broker holds the stop gets one interval for the broker to act before the monitor
+steps in. Missing, stale or impossible quotes never close anything: they are counted, logged and
+told to the user once.
 
 A run first claims its (cycle key, part) by writing its MonitorRun row: a beat slot whose cycle
 key (``slot_key``) was sent twice, by a restarted or a second beat, runs once.
@@ -21,10 +27,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from flask import current_app
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
 
 from models import BrokerConnection, MonitorRun, Trade
 from utils.brokers.base import Quote
@@ -51,9 +58,17 @@ UNPRICED = "Not priced: "  # the start of a trade's protection detail while the 
 WATCHED = (TradeStatus.OPEN, TradeStatus.PARTIALLY_FILLED)
 
 
+@dataclass(frozen=True)
+class Breach:
+    """A trade to close and why: the caller hands each one to ``close_breached`` (a task per trade)."""
+
+    trade_id: int
+    reason: str
+
+
 @dataclass
 class CycleResult:
-    """What one monitor run did; ``exit_order_ids`` are the exits the caller must send."""
+    """What one monitor run did; ``to_close`` are the breached trades the caller must close."""
 
     cycle_key: str
     positions: int = 0
@@ -62,8 +77,17 @@ class CycleResult:
     errors: int = 0
     quote_calls: int = 0
     duration_ms: int = 0
-    exit_order_ids: list[int] = field(default_factory=list)
+    to_close: list[Breach] = field(default_factory=list)
     skipped: bool = False
+
+
+@dataclass(frozen=True)
+class _Link:
+    """What the cycle needs of a connection: whether it can price, and through which provider."""
+
+    provider: Provider
+    status: ConnectionStatus
+    label: str
 
 
 def slot_key(now: datetime, interval: float) -> str:
@@ -75,7 +99,11 @@ def slot_key(now: datetime, interval: float) -> str:
 def run_cycle(connection_ids: list[int] | None = None, cycle_key: str | None = None, part: int = 0) -> CycleResult:
     """One monitor run over the given connections (all when None), recorded as a MonitorRun (commits).
 
-    Skipped (``skipped``) when this part of this cycle key already ran or runs elsewhere.
+    It reads and writes in a constant number of statements, whatever the number of trades: the
+    trades as plain rows, their connections, one quote call per provider and symbol batch, one
+    write of every mark. It closes nothing itself: ``to_close`` lists the breaches for
+    ``close_breached``. Skipped (``skipped``) when this part of this cycle key already ran or runs
+    elsewhere.
     """
     started, clock = utcnow(), time.perf_counter()
     result = CycleResult(cycle_key or uuid.uuid4().hex[:16])
@@ -85,24 +113,48 @@ def run_cycle(connection_ids: list[int] | None = None, cycle_key: str | None = N
         return result
     trades = _watched_trades(connection_ids)
     result.positions = len(trades)
-    by_connection = _connections({trade.connection_id for trade in trades})
-    quotes = _quotes(trades, by_connection, result)
+    links = _links({trade.connection_id for trade in trades})
+    quotes = _quotes(trades, links, result)
     priced_at = utcnow()  # quote ages are judged at fetch time, however long the cycle takes
-    marked = [(trade, _mark(trade, by_connection, quotes, priced_at, result)) for trade in trades]
-    db.session.commit()  # every anchor, breach time and alert of the cycle in one write
-    for trade, decision in marked:
-        if decision is not None:
-            _act(trade, decision, by_connection.get(trade.connection_id), priced_at, result)
-    watchdog(connection_ids, result)
+    marks = _Marks()
+    for trade in trades:
+        decision = _mark(trade, links, quotes, priced_at, marks, result)
+        if decision is not None and not _broker_acts_first(trade, decision, priced_at):
+            result.to_close.append(Breach(trade.id, decision.reason))
+    marks.write()
+    result.to_close.extend(watchdog(connection_ids))
     result.duration_ms = int((time.perf_counter() - clock) * 1000)
     _record(run, result)
     return result
 
 
-def watchdog(connection_ids: list[int] | None, result: CycleResult) -> None:
-    """Re-place or resize broker stops; close a trade whose broker stop is gone and cannot be re-placed."""
-    for trade_id in protection.ensure_all(connection_ids):
-        _close(db.session.get_one(Trade, trade_id), "Its broker stop was lost and could not be re-placed.", result)
+def close_breached(breach: Breach) -> int | None:
+    """Close one trade a cycle found breached (commits): the id of the exit the caller must send.
+
+    None when it is no longer open (closed by another run, or by its broker stop), when its market
+    is closed (it closes at the open), or when the close failed (logged; the next cycle tries again).
+    Exactly once however often it is called: ``orders.close_trade`` claims the trade.
+    """
+    trade = db.session.get(Trade, breach.trade_id)
+    if trade is None or trade.status not in WATCHED:
+        return None
+    try:
+        if not _market_open_for(trade):
+            trade.protection_detail = f"{breach.reason} The market is closed: closing at the open."[:500]
+            db.session.commit()
+            return None
+        return _close(trade, breach.reason)
+    except ArbionError as exc:
+        db.session.rollback()
+        log.warning("monitor.close_failed", trade_id=breach.trade_id, error=exc.code)
+        return None
+
+
+def watchdog(connection_ids: list[int] | None) -> list[Breach]:
+    """Re-place or resize broker stops; the trades whose broker stop is gone and cannot be re-placed
+    must be closed."""
+    reason = "Its broker stop was lost and could not be re-placed."
+    return [Breach(trade_id, reason) for trade_id in protection.ensure_all(connection_ids)]
 
 
 def connection_chunks(size: int) -> list[list[int]]:
@@ -129,49 +181,76 @@ def recent_runs(limit: int = 20) -> list[MonitorRun]:
 
 # ---------------------------------------------------------------------------------- loading
 
+_WATCHED_COLUMNS = (
+    Trade.id,
+    Trade.user_id,
+    Trade.connection_id,
+    Trade.symbol,
+    Trade.side,
+    Trade.filled_quantity,
+    Trade.exit_filled_quantity,
+    Trade.stop_loss_price,
+    Trade.take_profit_price,
+    Trade.trailing_stop_offset,
+    Trade.trailing_stop_percent,
+    Trade.trail_anchor,
+    Trade.protection_mode,
+    Trade.protection_detail,
+    Trade.breached_at,
+)
 
-def _watched_trades(connection_ids: list[int] | None) -> list[Trade]:
-    """Open trades with any protection, with their orders, in two queries."""
+
+def _watched_trades(connection_ids: list[int] | None) -> list[Row[Any]]:
+    """Open trades with any protection, as plain rows (no ORM objects: a cycle may read 100,000),
+    each with ``has_broker_stop``: whether a live stop-loss order rests at its broker."""
     protected = db.or_(
         Trade.stop_loss_price.is_not(None),
         Trade.take_profit_price.is_not(None),
         Trade.trailing_stop_offset.is_not(None),
         Trade.trailing_stop_percent.is_not(None),
     )
-    statement = db.select(Trade).where(Trade.status.in_(WATCHED), protected).options(selectinload(Trade.orders))
+    live_stops = protection.live_stop_orders().subquery()
+    statement = (
+        db.select(*_WATCHED_COLUMNS, live_stops.c.trade_id.is_not(None).label("has_broker_stop"))
+        .outerjoin(live_stops, live_stops.c.trade_id == Trade.id)
+        .where(Trade.status.in_(WATCHED), protected)
+    )
     if connection_ids is not None:
         statement = statement.where(Trade.connection_id.in_(connection_ids))
-    return list(db.session.scalars(statement.order_by(Trade.id)))
+    return list(db.session.execute(statement.order_by(Trade.id)))
 
 
-def _connections(ids: Iterable[int]) -> dict[int, BrokerConnection]:
-    statement = db.select(BrokerConnection).where(BrokerConnection.id.in_(list(ids)))
-    return {connection.id: connection for connection in db.session.scalars(statement)}
+def _links(ids: Iterable[int]) -> dict[int, _Link]:
+    columns = (BrokerConnection.id, BrokerConnection.provider, BrokerConnection.status, BrokerConnection.label)
+    statement = db.select(*columns).where(BrokerConnection.id.in_(list(ids)))
+    return {
+        row.id: _Link(Provider(row.provider), ConnectionStatus(row.status), row.label)
+        for row in db.session.execute(statement)
+    }
 
 
-def _quotes(trades: list[Trade], by_connection: dict[int, BrokerConnection], result: CycleResult) -> dict[str, Quote]:
+def _quotes(trades: list[Row[Any]], links: dict[int, _Link], result: CycleResult) -> dict[str, Quote]:
     """Quotes for every watched symbol: one call per provider and symbol batch, through any
     connected connection of that provider (market data is the same for every user)."""
     wanted: dict[Provider, set[str]] = defaultdict(set)
-    sources: dict[Provider, list[BrokerConnection]] = defaultdict(list)
+    sources: dict[Provider, dict[int, None]] = defaultdict(dict)
     for trade in trades:
-        connection = by_connection.get(trade.connection_id)
-        if connection is None or connection.status != ConnectionStatus.CONNECTED:
+        link = links.get(trade.connection_id)
+        if link is None or link.status != ConnectionStatus.CONNECTED:
             continue
-        provider = Provider(connection.provider)
-        wanted[provider].add(trade.symbol)
-        if connection not in sources[provider]:
-            sources[provider].append(connection)
+        wanted[link.provider].add(trade.symbol)
+        sources[link.provider][trade.connection_id] = None
     quotes: dict[str, Quote] = {}
     for provider, symbols in wanted.items():
-        quotes |= _provider_quotes(provider, sorted(symbols), sources[provider], result)
+        quotes |= _provider_quotes(provider, sorted(symbols), list(sources[provider]), result)
     return quotes
 
 
 def _provider_quotes(
-    provider: Provider, symbols: list[str], sources: list[BrokerConnection], result: CycleResult
+    provider: Provider, symbols: list[str], sources: list[int], result: CycleResult
 ) -> dict[str, Quote]:
-    for connection in sources[:3]:  # a broken connection must not blind the monitor to the provider
+    for connection_id in sources[:3]:  # a broken connection must not blind the monitor to the provider
+        connection = db.session.get_one(BrokerConnection, connection_id)
         try:
             broker = connections.broker_for(connection)
             found, fetched = market_data.quotes(provider, symbols, broker.quotes)
@@ -190,47 +269,65 @@ def _provider_quotes(
 # ---------------------------------------------------------------------------------- evaluating
 
 
+class _Marks:
+    """What the cycle notes on its trades (trail anchors, breach times, unpriced details), written
+    at the end in one bulk UPDATE per set of changed columns, with the alerts it raised."""
+
+    def __init__(self) -> None:
+        self.changes: dict[int, dict[str, Any]] = defaultdict(dict)
+        self.alerts: dict[int, str] = {}
+
+    def note(self, trade_id: int, **values: Any) -> None:
+        self.changes[trade_id].update(values)
+
+    def alert(self, trade: Row[Any], message: str) -> None:
+        self.alerts[trade.id] = message
+
+    def write(self) -> None:
+        """Every change and alert of the cycle in one transaction (commits)."""
+        by_columns: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
+        for trade_id, values in self.changes.items():
+            by_columns[frozenset(values)].append({"id": trade_id, **values})
+        for records in by_columns.values():
+            db.session.execute(db.update(Trade), records)
+        if self.alerts:
+            alerted = db.session.scalars(db.select(Trade).where(Trade.id.in_(list(self.alerts))))
+            for trade in alerted:
+                notifications.notify(
+                    trade.user_id, "monitor_alert", self.alerts[trade.id], level="error", subject=trade
+                )
+        db.session.commit()
+
+
 def _mark(
-    trade: Trade,
-    by_connection: dict[int, BrokerConnection],
+    trade: Row[Any],
+    links: dict[int, _Link],
     quotes: dict[str, Quote],
     now: datetime,
+    marks: _Marks,
     result: CycleResult,
 ) -> stops.StopDecision | None:
-    """Evaluate one trade and note the outcome on it (not committed); the decision when it must close."""
-    quote = quotes.get(trade.symbol) if trade.connection_id in by_connection else None
+    """Evaluate one trade and note the outcome; the decision when it must close."""
+    quote = quotes.get(trade.symbol) if trade.connection_id in links else None
     decision = stops.evaluate(_protection_of(trade), quote, now, current_app.config["STOP_MONITOR_MAX_QUOTE_AGE"])
     if decision.anchor_moved:
-        trade.trail_anchor = decision.trail_anchor
+        marks.note(trade.id, trail_anchor=decision.trail_anchor)
     if decision.needs_alert:
-        _alert(trade, _unpriced_reason(trade, by_connection, decision.reason), result)
+        _alert(trade, _unpriced_reason(trade, links, decision.reason), marks, result)
         return None
     if trade.protection_detail.startswith(UNPRICED):
-        trade.protection_detail = ""  # priced again: the monitor protects it once more
+        marks.note(trade.id, protection_detail="")  # priced again: the monitor protects it once more
     if not decision.closes:
         if trade.breached_at is not None:
-            trade.breached_at = None
+            marks.note(trade.id, breached_at=None)
         return None
     result.breaches += 1
     if trade.breached_at is None:
-        trade.breached_at = now
+        marks.note(trade.id, breached_at=now)
     return decision
 
 
-def _act(
-    trade: Trade, decision: stops.StopDecision, connection: BrokerConnection | None, now: datetime, result: CycleResult
-) -> None:
-    """Close a breached trade, unless its broker stop gets its grace or its market is closed."""
-    if _broker_acts_first(trade, decision, now):
-        return
-    if not _market_open_for(trade, connection):
-        trade.protection_detail = f"{decision.reason} The market is closed: closing at the open."[:500]
-        db.session.commit()
-        return
-    _close(trade, decision.reason, result)
-
-
-def _protection_of(trade: Trade) -> stops.Protection:
+def _protection_of(trade: Row[Any]) -> stops.Protection:
     return stops.Protection(
         side=stops.PositionSide.of_entry(trade.side),
         open_quantity=trade_book.open_quantity(trade),
@@ -243,58 +340,50 @@ def _protection_of(trade: Trade) -> stops.Protection:
     )
 
 
-def _broker_acts_first(trade: Trade, decision: stops.StopDecision, now: datetime) -> bool:
+def _broker_acts_first(trade: Row[Any], decision: stops.StopDecision, now: datetime) -> bool:
     """A stop held natively by the broker gets one monitor interval to fill before the backstop."""
     held_by_broker = (stops.StopAction.STOP_LOSS, stops.StopAction.TRAILING_STOP)
     if decision.action not in held_by_broker or trade.protection_mode != ProtectionMode.NATIVE:
         return False
-    if protection.protective_order(trade) is None:
+    if not trade.has_broker_stop:
         return False
     grace = timedelta(seconds=current_app.config["STOP_MONITOR_INTERVAL"])
-    return trade.breached_at is not None and now - trade.breached_at < grace
+    return now - (trade.breached_at or now) < grace
 
 
-def _market_open_for(trade: Trade, connection: BrokerConnection | None) -> bool:
-    if connection is None or looks_like_crypto(trade.symbol):
+def _market_open_for(trade: Trade) -> bool:
+    if looks_like_crypto(trade.symbol):
         return True
-    return order_checks.market_open(connections.broker_for(connection), trade.symbol)
+    return order_checks.market_open(connections.broker_for(orders.connection_of(trade)), trade.symbol)
 
 
-def _close(trade: Trade, reason: str, result: CycleResult) -> None:
+def _close(trade: Trade, reason: str) -> int | None:
     """Cancel a broker stop in the way, then store the one exit (None when another run won)."""
-    try:
-        if protection.protective_order(trade) is not None:
-            broker = connections.broker_for(orders.connection_of(trade))
-            if not protection.cancel_protection(trade, broker):
-                return  # the broker stop filled (closed by it) or the cancel awaits confirmation
-        exit_order = orders.close_trade(trade, f"Monitor: {reason}", notify=f"{trade.symbol}: {reason} Closing.")
-    except ArbionError as exc:
-        db.session.rollback()
-        result.errors += 1
-        log.warning("monitor.close_failed", trade_id=trade.id, error=exc.code)
-        return
-    if exit_order is not None:
-        result.exit_order_ids.append(exit_order.id)
+    if protection.protective_order(trade) is not None:
+        broker = connections.broker_for(orders.connection_of(trade))
+        if not protection.cancel_protection(trade, broker):
+            return None  # the broker stop filled (closed by it) or the cancel awaits confirmation
+    exit_order = orders.close_trade(trade, f"Monitor: {reason}", notify=f"{trade.symbol}: {reason} Closing.")
+    return exit_order.id if exit_order is not None else None
 
 
-def _unpriced_reason(trade: Trade, by_connection: dict[int, BrokerConnection], reason: str) -> str:
+def _unpriced_reason(trade: Row[Any], links: dict[int, _Link], reason: str) -> str:
     """Why a trade got no price, naming its connection when that is the cause (expired login...)."""
-    connection = by_connection.get(trade.connection_id)
-    if connection is None or connection.status == ConnectionStatus.CONNECTED:
+    link = links.get(trade.connection_id)
+    if link is None or link.status == ConnectionStatus.CONNECTED:
         return reason
-    status = connection.status.value.replace("_", " ")
-    return f"{connection.label} is not connected ({status}): reconnect it to restore monitoring"
+    status = link.status.value.replace("_", " ")
+    return f"{link.label} is not connected ({status}): reconnect it to restore monitoring"
 
 
-def _alert(trade: Trade, reason: str, result: CycleResult) -> None:
+def _alert(trade: Row[Any], reason: str, marks: _Marks, result: CycleResult) -> None:
     """Count and log every time; tell the user once per distinct problem."""
     result.stale_quotes += 1
     log.warning("monitor.unpriced", trade_id=trade.id, symbol=trade.symbol, reason=reason)
-    detail = f"{UNPRICED}{reason}"
+    detail = f"{UNPRICED}{reason}"[:500]
     if trade.protection_detail != detail:
-        trade.protection_detail = detail[:500]
-        message = f"{trade.symbol}: the stop-loss monitor could not price this position ({reason})"
-        notifications.notify(trade.user_id, "monitor_alert", message, level="error", subject=trade)
+        marks.note(trade.id, protection_detail=detail)
+        marks.alert(trade, f"{trade.symbol}: the stop-loss monitor could not price this position ({reason})")
 
 
 def _claim(cycle_key: str, part: int, started: datetime) -> MonitorRun | None:
@@ -312,6 +401,6 @@ def _claim(cycle_key: str, part: int, started: datetime) -> MonitorRun | None:
 
 def _record(run: MonitorRun, result: CycleResult) -> None:
     run.duration_ms, run.positions, run.breaches = result.duration_ms, result.positions, result.breaches
-    run.closes, run.stale_quotes = len(result.exit_order_ids), result.stale_quotes
+    run.closes, run.stale_quotes = len(result.to_close), result.stale_quotes
     run.errors, run.quote_calls = result.errors, result.quote_calls
     db.session.commit()

@@ -10,14 +10,25 @@ stop is UNPROTECTED and says so.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
+from typing import Any, Protocol
 
+from sqlalchemy import Row, Select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from models import Order, Trade
 from utils.brokers.base import Broker, Capabilities
-from utils.enums import OrderPurpose, OrderStatus, OrderType, ProtectionMode, TimeInForce, TradeStatus
+from utils.enums import (
+    LIVE_ORDER_STATUSES,
+    OrderPurpose,
+    OrderStatus,
+    OrderType,
+    ProtectionMode,
+    TimeInForce,
+    TradeStatus,
+)
 from utils.exceptions import ArbionError
 from utils.extensions import db
 from utils.money import decimal_text
@@ -64,44 +75,121 @@ def protect(trade: Trade) -> bool:
         return False
 
 
+class RestingStop(Protocol):
+    """The terms of a live broker stop (an Order, or a row of ``live_stop_orders``)."""
+
+    @property
+    def quantity(self) -> Decimal: ...
+    @property
+    def order_type(self) -> str: ...
+    @property
+    def stop_price(self) -> Decimal | None: ...
+    @property
+    def trail_offset(self) -> Decimal | None: ...
+    @property
+    def trail_percent(self) -> Decimal | None: ...
+
+
+class StopTarget(Protocol):
+    """What a trade's broker stop must match (a Trade, or a row with the same column names)."""
+
+    @property
+    def filled_quantity(self) -> Decimal: ...
+    @property
+    def exit_filled_quantity(self) -> Decimal: ...
+    @property
+    def stop_loss_price(self) -> Decimal | None: ...
+    @property
+    def trailing_stop_offset(self) -> Decimal | None: ...
+    @property
+    def trailing_stop_percent(self) -> Decimal | None: ...
+    @property
+    def protection_mode(self) -> str: ...
+    @property
+    def protection_detail(self) -> str: ...
+    @property
+    def breached_at(self) -> datetime | None: ...
+
+
+def live_stop_orders() -> Select[Any]:
+    """The live stop-loss orders at brokers, one row each (a trade has at most one): their trade and terms."""
+    return db.select(
+        Order.trade_id, Order.quantity, Order.order_type, Order.stop_price, Order.trail_offset, Order.trail_percent
+    ).where(Order.purpose == OrderPurpose.STOP_LOSS, Order.status.in_(LIVE_ORDER_STATUSES))
+
+
 def ensure_all(connection_ids: list[int] | None = None) -> list[int]:
     """Watchdog: re-place a NATIVE trade's missing broker stop, resize one that no longer fits.
 
-    Returns the ids of trades whose stop could not be re-placed: the caller closes them.
+    Every protected trade is checked as a plain row beside its live stop (two statements however
+    many there are); only the misfits are loaded and mended. Returns the ids of trades whose stop
+    could not be re-placed: the caller closes them.
     """
-    statement = db.select(Trade).where(
-        Trade.status.in_([TradeStatus.OPEN, TradeStatus.PARTIALLY_FILLED]),
-        db.or_(
-            Trade.stop_loss_price.is_not(None),
-            Trade.trailing_stop_offset.is_not(None),
-            Trade.trailing_stop_percent.is_not(None),
-        ),
-    )
-    if connection_ids is not None:
-        statement = statement.where(Trade.connection_id.in_(connection_ids))
     failed = []
-    for trade in db.session.scalars(statement.options(selectinload(Trade.orders))).all():
-        if _stop_fits(trade):
-            continue
+    for trade in _misfits(connection_ids):
+        if _stop_fits(trade, protective_order(trade)):
+            continue  # mended meanwhile
         was_native = trade.protection_mode == ProtectionMode.NATIVE
         if not protect(trade) and was_native:
             failed.append(trade.id)
     return failed
 
 
-def _stop_fits(trade: Trade) -> bool:
+def _misfits(connection_ids: list[int] | None) -> list[Trade]:
+    """Open trades with a stop whose broker stop does not fit, with their orders."""
+    live = live_stop_orders().subquery()
+    resting = (live.c.quantity, live.c.order_type, live.c.stop_price, live.c.trail_offset, live.c.trail_percent)
+    statement = (
+        db.select(*_TARGET_COLUMNS, live.c.trade_id.label("stop_trade_id"), *resting)
+        .outerjoin(live, live.c.trade_id == Trade.id)
+        .where(
+            Trade.status.in_([TradeStatus.OPEN, TradeStatus.PARTIALLY_FILLED]),
+            db.or_(
+                Trade.stop_loss_price.is_not(None),
+                Trade.trailing_stop_offset.is_not(None),
+                Trade.trailing_stop_percent.is_not(None),
+            ),
+        )
+    )
+    if connection_ids is not None:
+        statement = statement.where(Trade.connection_id.in_(connection_ids))
+    ids = [row.id for row in db.session.execute(statement) if not _stop_fits(row, _resting(row))]
+    if not ids:
+        return []
+    loaded = db.select(Trade).where(Trade.id.in_(ids)).options(selectinload(Trade.orders)).order_by(Trade.id)
+    return list(db.session.scalars(loaded))
+
+
+_TARGET_COLUMNS = (
+    Trade.id,
+    Trade.filled_quantity,
+    Trade.exit_filled_quantity,
+    Trade.stop_loss_price,
+    Trade.trailing_stop_offset,
+    Trade.trailing_stop_percent,
+    Trade.protection_mode,
+    Trade.protection_detail,
+    Trade.breached_at,
+)
+
+
+def _resting(row: Row[Any]) -> RestingStop | None:
+    """The live stop in a ``_misfits`` row (None when the trade has none)."""
+    return row if row.stop_trade_id is not None else None
+
+
+def _stop_fits(trade: StopTarget, current: RestingStop | None) -> bool:
     """True when the trade needs nothing: emulated on purpose, or its broker stop covers it exactly."""
     if trade.protection_mode == ProtectionMode.EMULATED and trade.protection_detail.startswith("Broker stop not"):
         return True  # already failed once: the monitor emulates it; retrying every pass would spam the broker
     if trade.breached_at is not None:
         return True  # the monitor is closing it: a stop placed now would only race the exit
-    current = protective_order(trade)
     if trade.protection_mode == ProtectionMode.EMULATED and current is None:
         return True
     return _covers(current, trade)
 
 
-def _covers(stop: Order | None, trade: Trade) -> bool:
+def _covers(stop: RestingStop | None, trade: StopTarget) -> bool:
     """The live broker stop matches the trade: its whole open quantity, at its stop or trail."""
     if stop is None or stop.quantity != trade_book.open_quantity(trade):
         return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 from decimal import Decimal
+from typing import Protocol
 
 from models import Fill, Order, Trade
 from utils.brokers.base import BrokerOrder
@@ -97,7 +98,16 @@ def is_long(trade: Trade) -> bool:
     return trade.side not in SHORT_SIDES
 
 
-def open_quantity(trade: Trade) -> Decimal:
+class Holding(Protocol):
+    """Entered and exited quantities (a Trade, or a row with the same column names)."""
+
+    @property
+    def filled_quantity(self) -> Decimal: ...
+    @property
+    def exit_filled_quantity(self) -> Decimal: ...
+
+
+def open_quantity(trade: Holding) -> Decimal:
     """What the trade still holds: entered minus exited."""
     return max(trade.filled_quantity - trade.exit_filled_quantity, ZERO)
 

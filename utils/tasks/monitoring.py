@@ -14,7 +14,7 @@ from flask import current_app
 
 from utils.money import utcnow
 from utils.services import monitor, task_locks
-from utils.tasks.trading import PASS_HARD_LIMIT, PASS_SOFT_LIMIT, submit_order
+from utils.tasks.trading import PASS_HARD_LIMIT, PASS_SOFT_LIMIT, close_positions
 
 
 @shared_task(
@@ -43,10 +43,9 @@ def stop_loss_chunk(connection_ids: list[int], cycle_key: str, part: int = 0) ->
 
 
 def _run(connection_ids: list[int], cycle_key: str, part: int) -> None:
-    """Run one chunk and send its exits, unless an earlier cycle's pass over the same chunk (held up
-    by a slow broker) still runs: then this cycle leaves it to that one."""
+    """Run one chunk and hand out its breaches, unless an earlier cycle's pass over the same chunk
+    (held up by a slow broker) still runs: then this cycle leaves it to that one."""
     key = f"monitor:{connection_ids[0] if connection_ids else 'none'}"
     with task_locks.one_at_a_time(key) as mine:
         result = monitor.run_cycle(connection_ids, cycle_key, part) if mine else None
-    for order_id in result.exit_order_ids if result else []:
-        submit_order.delay(order_id)
+    close_positions(result.to_close if result else [])

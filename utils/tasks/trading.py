@@ -9,7 +9,7 @@ from kombu.exceptions import OperationalError as QueueError
 
 from utils.exceptions import BrokerTemporaryError
 from utils.observability import get_logger
-from utils.services import execution, order_tracking, orders, task_locks
+from utils.services import execution, monitor, order_tracking, orders, task_locks
 
 log = get_logger(__name__)
 
@@ -63,10 +63,30 @@ def track_connection(connection_id: int) -> dict[str, Any]:
     with task_locks.one_at_a_time(f"track:{connection_id}") as mine:
         if not mine:
             return {"skipped": True}
-        report, exits = execution.follow_connection(connection_id)
-    for order_id in exits:
-        submit_order.delay(order_id)
+        report, breaches = execution.follow_connection(connection_id)
+    close_positions(breaches)
     return vars(report)
+
+
+@shared_task(
+    name="trading.close_position",
+    acks_late=True,  # a worker lost mid-task gets the message redelivered; the trade's claim stops a second exit
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    soft_time_limit=30,
+    time_limit=45,
+)
+def close_position(trade_id: int, reason: str) -> None:
+    """Close one breached trade (the monitor's or the watchdog's decision) and send its exit."""
+    exit_id = monitor.close_breached(monitor.Breach(trade_id, reason))
+    if exit_id is not None:
+        submit_order.delay(exit_id)
+
+
+def close_positions(breaches: list[monitor.Breach]) -> None:
+    """One ``close_position`` task per breach: they close in parallel, each exactly once."""
+    for breach in breaches:
+        close_position.delay(breach.trade_id, breach.reason)
 
 
 def enqueue_submit(order_id: int) -> None:
