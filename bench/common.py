@@ -30,6 +30,7 @@ DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 ENCRYPTION_KEY = os.environ.get("BENCH_ENCRYPTION_KEY") or Fernet.generate_key().decode()
 PASSWORD = "bench password 7Fq2xLp9"
+QUICK = False  # set by bench.run --quick: results go to bench/results/quick/ and the report is left alone
 
 
 def environ(**overrides: str) -> dict[str, str]:
@@ -134,9 +135,11 @@ def machine() -> dict[str, str]:
 
 
 def save(name: str, data: dict[str, Any]) -> Path:
-    """Write one benchmark's results as bench/results/<name>.json (read by bench.report)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    """Write one benchmark's results as bench/results/<name>.json (read by bench.report), or under
+    bench/results/quick/ in quick mode."""
+    folder = RESULTS / "quick" if QUICK else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
     return path
 

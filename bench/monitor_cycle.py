@@ -66,10 +66,108 @@ def measure(positions: int, runs: int) -> dict[str, Any]:
     }
 
 
-def run(sizes: list[int], runs: int) -> dict[str, Any]:
-    """Every size in its own process; the ratio of the two smallest adjacent sizes' medians."""
-    results = [_in_child(size, runs) for size in sizes]
-    return {"machine": common.machine(), "runs": runs, "sizes": results}
+def run(quick: bool) -> dict[str, Any]:
+    """Every size in its own process; targets from the issue (the 100,000 size in full mode only)."""
+    sizes, runs = ([1_000, 10_000], 3) if quick else ([1_000, 10_000, 100_000], 5)
+    results = {size: _in_child(size, runs) for size in sizes}
+    result = {
+        "title": "Stop-loss monitor cycle",
+        "about": (
+            "One full cycle of the monitor task (`monitoring.stop_loss_cycle`, one chunk, in the foreground): "
+            "load every protected open trade, quote every symbol through the paper broker, evaluate, write the "
+            "marks and enqueue one close task per breached trade (1% of them) on Redis. Emulated stops, one unit "
+            "long per trade, spread round-robin over users and symbols; the book is generated in PostgreSQL. "
+            f"{runs} runs per size after one warm-up run; each size in its own process (peak RSS is its own)."
+        ),
+        "command": "python -m bench.run --full --only monitor_cycle",
+        "machine": common.machine(),
+        "targets": _targets(results),
+        "tables": [_table(results)],
+        "plot": {
+            "title": "Monitor cycle time against open positions",
+            "file": "monitor_cycle.png",
+            "x": sizes,
+            "series": {"median cycle (s)": [results[size]["seconds"]["median"] for size in sizes]},
+            "xlabel": "protected open positions",
+            "ylabel": "seconds",
+        },
+        "sizes": list(results.values()),
+    }
+    common.save("monitor_cycle", result)
+    return result
+
+
+def _targets(results: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    ten, one = results[10_000]["seconds"]["median"], results[1_000]["seconds"]["median"]
+    statements = [count for result in results.values() for count in result["statements"]]
+    targets = [
+        _target("cycle at 10,000 positions (median)", "≤ 1 s", f"{ten:.3f} s", ten <= 1),
+        _target("time(10k) / time(1k)", "≤ 11", f"{ten / one:.1f}", ten / one <= 11),
+        _target(
+            "SQL statements per cycle",
+            "constant in positions",
+            " / ".join(f"{r['statements'][0]} at {size:,}" for size, r in results.items()),
+            max(statements) - min(statements) <= 2,
+        ),
+        _target(
+            "quote calls per cycle",
+            "= symbol batches per provider",
+            " / ".join(f"{r['quote_calls'][0]} for {r['symbols']} symbols" for r in results.values()),
+            all(r["quote_calls"] == [_batches(r["symbols"])] for r in results.values()),
+        ),
+    ]
+    if 100_000 in results:
+        big = results[100_000]
+        targets.append(
+            _target(
+                "cycle at 100,000 positions (median)",
+                "≤ 10 s",
+                f"{big['seconds']['median']:.2f} s",
+                big["seconds"]["median"] <= 10,
+            )
+        )
+        targets.append(
+            _target("peak memory at 100,000", "≤ 400 MB", f"{big['peak_rss_mb']:.0f} MB", big["peak_rss_mb"] <= 400)
+        )
+    return targets
+
+
+def _table(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    rows = [
+        [
+            f"{size:,}",
+            f"{r['users']:,}",
+            f"{r['symbols']:,}",
+            f"{r['seconds']['median']:.3f}",
+            f"{r['seconds']['min']:.3f}-{r['seconds']['max']:.3f}",
+            r["statements"][0],
+            r["quote_calls"][0],
+            r["closes"],
+            f"{r['peak_rss_mb']:.0f}",
+        ]
+        for size, r in results.items()
+    ]
+    columns = [
+        "positions",
+        "users",
+        "symbols",
+        "median s",
+        "min-max s",
+        "SQL",
+        "quote calls",
+        "closes queued",
+        "RSS MB",
+    ]
+    return {"title": "Cycle time by book size", "columns": columns, "rows": rows}
+
+
+def _target(name: str, target: str, measured: str, met: bool) -> dict[str, Any]:
+    return {"name": name, "target": target, "measured": measured, "met": met}
+
+
+def _batches(symbols: int) -> int:
+    """Quote calls the paper broker needs for ``symbols`` (500 per call)."""
+    return -(-symbols // 500)
 
 
 def _in_child(size: int, runs: int) -> dict[str, Any]:

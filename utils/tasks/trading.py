@@ -36,8 +36,12 @@ def submit_order(self: Task, order_id: int) -> None:
     try:
         execution.send(order_id)
     except BrokerTemporaryError as exc:
-        wait = exc.details.get("retry_after") or min(2**self.request.retries, 60)
-        raise self.retry(exc=exc, countdown=float(wait)) from exc
+        raise self.retry(exc=exc, countdown=_backoff(exc, self.request.retries)) from exc
+
+
+def _backoff(exc: BrokerTemporaryError, retries: int) -> float:
+    """Seconds before the next send: what the broker asked for, else doubling up to a minute."""
+    return float(exc.details.get("retry_after") or min(2**retries, 60))
 
 
 @shared_task(
@@ -77,10 +81,16 @@ def track_connection(connection_id: int) -> dict[str, Any]:
     time_limit=45,
 )
 def close_position(trade_id: int, reason: str) -> None:
-    """Close one breached trade (the monitor's or the watchdog's decision) and send its exit."""
+    """Close one breached trade (the monitor's or the watchdog's decision) and send its exit at once,
+    in this task: no second trip through the queue between a breach and the broker. A busy broker
+    hands the exit to ``submit_order`` and its backoff."""
     exit_id = monitor.close_breached(monitor.Breach(trade_id, reason))
-    if exit_id is not None:
-        submit_order.delay(exit_id)
+    if exit_id is None:
+        return
+    try:
+        execution.send(exit_id)
+    except BrokerTemporaryError as exc:
+        submit_order.apply_async((exit_id,), countdown=_backoff(exc, 0))
 
 
 def close_positions(breaches: list[monitor.Breach]) -> None:
