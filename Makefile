@@ -3,10 +3,11 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 LOCAL_ENV := instance/local.env
 FLASK := $(BIN)/flask --app app
 
-.PHONY: run test soak lint format install clean-local sandbox-schwab sandbox-coinbase screenshots
+.PHONY: run test soak bench bench-quick lint format install clean-local sandbox-schwab sandbox-coinbase screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,16 @@ test: $(STAMP) ## Run the whole suite (PostgreSQL/Redis when TEST_DATABASE_URL/T
 
 soak: $(STAMP) ## The reliability and security batteries at full size (bounded, under 30 minutes)
 	ARBION_SOAK=1 $(BIN)/python -m pytest tests/reliability tests/security -p no:cacheprovider $(PYTEST_ARGS)
+
+$(BENCH_STAMP): requirements-bench.txt | $(STAMP)
+	$(BIN)/pip install --quiet -r requirements-bench.txt
+	touch $(BENCH_STAMP)
+
+bench: $(STAMP) $(BENCH_STAMP) ## The performance benchmarks at full size (PostgreSQL + Redis; about 30 minutes); rewrites BENCHMARKS.md
+	$(BIN)/python -m bench.run --full $(BENCH_ARGS)
+
+bench-quick: $(STAMP) $(BENCH_STAMP) ## The benchmarks at small sizes (under 5 minutes); results in bench/results/quick/
+	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
 
 screenshots: $(STAMP) ## Save PNGs of the main pages into docs/screenshots/ (Debian chromium: apt-get install -y chromium)
 	$(BIN)/python -m pytest tests/browser/screenshots.py -p no:cacheprovider -q $(PYTEST_ARGS)
