@@ -90,7 +90,7 @@ def test_beat_killed_and_back_alerts_once_and_runs_every_slot_once(app: Flask, s
     back_at = datetime.now(UTC)
     stack.beat("first")  # the same schedule file: beat remembers what it last sent
     second = stack.beat("second")  # a second beat alongside, sending every slot too
-    overlap = eventually(lambda: runs_after(back_at, OVERLAP_FOR // INTERVAL), "the overlap", timeout=60)
+    overlap = eventually(lambda: runs_after(back_at, OVERLAP_FOR // INTERVAL), "the overlap", timeout=OVERLAP_FOR + 60)
     stack.kill(second)
     runs = eventually(lambda: runs_after(overlap[-1].started_at, 3), "cycles after the overlap", timeout=30)
     runs = overlap + runs

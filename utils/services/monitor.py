@@ -25,7 +25,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -242,13 +242,15 @@ def _quotes(trades: list[Row[Any]], links: dict[int, _Link], result: CycleResult
         sources[link.provider][trade.connection_id] = None
     quotes: dict[str, Quote] = {}
     for provider, symbols in wanted.items():
-        quotes |= _provider_quotes(provider, sorted(symbols), list(sources[provider]), result)
+        quotes |= _provider_quotes(provider, sorted(symbols), list(sources[provider]), links, result)
     return quotes
 
 
 def _provider_quotes(
-    provider: Provider, symbols: list[str], sources: list[int], result: CycleResult
+    provider: Provider, symbols: list[str], sources: list[int], links: dict[int, _Link], result: CycleResult
 ) -> dict[str, Quote]:
+    """One provider's quotes through the first of its connections that answers. A connection whose
+    login expired is marked, and its link says so: its trades are unpriced because of it."""
     for connection_id in sources[:3]:  # a broken connection must not blind the monitor to the provider
         connection = db.session.get_one(BrokerConnection, connection_id)
         try:
@@ -260,6 +262,7 @@ def _provider_quotes(
             result.errors += 1
             schwab_logins.mark_reconnect_needed(connection)  # the user and the admins are told now
             db.session.commit()
+            links[connection_id] = replace(links[connection_id], status=ConnectionStatus(connection.status))
         except ArbionError as exc:
             result.errors += 1
             log.warning("monitor.quotes_failed", provider=provider.value, connection_id=connection.id, error=exc.code)
