@@ -272,12 +272,29 @@ class DriftAlert(db.Model):  # type: ignore[name-defined]
 # ================================================================================ trading
 
 
+def _sql_values(members: frozenset[StrEnum]) -> str:
+    return ", ".join(f"'{member.value}'" for member in sorted(members))
+
+
+ACTIVE_EXIT = sa.text(f"purpose IN ({_sql_values(EXIT_PURPOSES)}) AND status IN ({_sql_values(LIVE_ORDER_STATUSES)})")
+LIVE_ORDER = sa.text(f"status IN ({_sql_values(LIVE_ORDER_STATUSES)})")
+WATCHED_TRADE = sa.text(f"status IN ({_sql_values(frozenset({TradeStatus.OPEN, TradeStatus.PARTIALLY_FILLED}))})")
+
+
 class Trade(db.Model):  # type: ignore[name-defined]
     """One entry and its exits, with the original system's tracking fields."""
 
     __tablename__ = "trades"
     __table_args__ = (
         sa.Index("ix_trades_user_status", "user_id", "status"),
+        sa.Index("ix_trades_user_id_id", "user_id", "id"),  # a user's history, newest first, paged
+        # The monitor's and the watchdog's scans: the open trades only, however long the history grows.
+        sa.Index(
+            "ix_trades_watched_connection",
+            "connection_id",
+            postgresql_where=WATCHED_TRADE,
+            sqlite_where=WATCHED_TRADE,
+        ),
         sa.CheckConstraint("trailing_stop_offset IS NULL OR trailing_stop_percent IS NULL", name="one_trail_unit"),
     )
 
@@ -329,11 +346,6 @@ class Trade(db.Model):  # type: ignore[name-defined]
     orders: Mapped[list[Order]] = relationship(back_populates="trade")
 
 
-def _sql_values(members: frozenset[StrEnum]) -> str:
-    return ", ".join(f"'{member.value}'" for member in sorted(members))
-
-
-ACTIVE_EXIT = sa.text(f"purpose IN ({_sql_values(EXIT_PURPOSES)}) AND status IN ({_sql_values(LIVE_ORDER_STATUSES)})")
 
 
 class Order(db.Model):  # type: ignore[name-defined]
@@ -343,6 +355,8 @@ class Order(db.Model):  # type: ignore[name-defined]
     __table_args__ = (
         sa.UniqueConstraint("user_id", "idempotency_key", name="uq_orders_user_id_idempotency_key"),
         sa.Index("ix_orders_connection_status", "connection_id", "status"),
+        sa.Index("ix_orders_user_id_id", "user_id", "id"),  # a user's history, newest first, paged
+        sa.Index("ix_orders_live_user", "user_id", postgresql_where=LIVE_ORDER, sqlite_where=LIVE_ORDER),
         sa.CheckConstraint("trail_offset IS NULL OR trail_percent IS NULL", name="one_trail_unit"),
         # At most one live exit per trade: the database itself refuses a second close, whoever asks.
         sa.Index(

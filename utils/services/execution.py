@@ -7,6 +7,7 @@ a filled position is unprotected for no longer than one broker round trip.
 from __future__ import annotations
 
 from utils.enums import OrderPurpose
+from utils.money import utcnow
 from utils.services import monitor, order_tracking, orders, protection
 
 
@@ -19,9 +20,14 @@ def send(order_id: int) -> None:
 
 
 def follow_connection(connection_id: int) -> tuple[order_tracking.TrackingReport, list[monitor.Breach]]:
-    """``follow_orders`` for one connection: its live orders, then the watchdog over its trades."""
+    """``follow_orders`` for one connection: its live orders, then the watchdog over its trades.
+
+    Also hands out again, at once, breached trades whose exit this pass saw end unfilled (a sender
+    killed before the broker saw it, given up after ORDER_LOOKUP_GIVE_UP): one cycle sooner.
+    """
+    started = utcnow()
     report = order_tracking.track_connection(connection_id)
-    return report, monitor.watchdog([connection_id])
+    return report, monitor.watchdog([connection_id]) + monitor.failed_exits(connection_id, started)
 
 
 def follow_orders() -> tuple[order_tracking.TrackingReport, list[monitor.Breach]]:

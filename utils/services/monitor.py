@@ -33,9 +33,18 @@ from flask import current_app
 from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 
-from models import BrokerConnection, MonitorRun, Trade
+from models import BrokerConnection, MonitorRun, Order, Trade
 from utils.brokers.base import Quote
-from utils.enums import ConnectionStatus, ProtectionMode, Provider, TradeStatus
+from utils.enums import (
+    EXIT_PURPOSES,
+    LIVE_ORDER_STATUSES,
+    ConnectionStatus,
+    OrderPurpose,
+    OrderStatus,
+    ProtectionMode,
+    Provider,
+    TradeStatus,
+)
 from utils.exceptions import ArbionError, TokenExpiredError
 from utils.extensions import db
 from utils.money import utcnow
@@ -56,6 +65,7 @@ from utils.services import (
 log = get_logger(__name__)
 UNPRICED = "Not priced: "  # the start of a trade's protection detail while the monitor cannot price it
 WATCHED = (TradeStatus.OPEN, TradeStatus.PARTIALLY_FILLED)
+UNFILLED_ENDINGS = (OrderStatus.REJECTED, OrderStatus.CANCELLED, OrderStatus.EXPIRED)
 
 
 @dataclass(frozen=True)
@@ -155,6 +165,29 @@ def watchdog(connection_ids: list[int] | None) -> list[Breach]:
     must be closed."""
     reason = "Its broker stop was lost and could not be re-placed."
     return [Breach(trade_id, reason) for trade_id in protection.ensure_all(connection_ids)]
+
+
+def failed_exits(connection_id: int, since: datetime) -> list[Breach]:
+    """Breached trades of the connection whose exit ended unfilled since ``since`` (the broker never
+    took it, refused or cancelled it) and that have no other live exit: the tracking pass that saw
+    the exit end hands them out at once, instead of leaving them to the next cycle."""
+    live_exit = db.select(Order.trade_id).where(
+        Order.purpose.in_(EXIT_PURPOSES), Order.status.in_(LIVE_ORDER_STATUSES), Order.trade_id.is_not(None)
+    )
+    ended = db.select(Order.trade_id).where(
+        Order.connection_id == connection_id,
+        Order.purpose == OrderPurpose.EXIT,
+        Order.status.in_(UNFILLED_ENDINGS),
+        Order.closed_at >= since,
+    )
+    statement = db.select(Trade.id).where(
+        Trade.id.in_(ended),
+        Trade.status.in_(WATCHED),
+        Trade.breached_at.is_not(None),
+        Trade.id.not_in(live_exit),
+    )
+    reason = "Its exit was not taken by the broker; closing again."
+    return [Breach(trade_id, reason) for trade_id in db.session.scalars(statement.order_by(Trade.id))]
 
 
 def connection_chunks(size: int) -> list[list[int]]:
