@@ -27,10 +27,15 @@ class Book:
     symbols: int
     breached_every: int = 100  # one open trade in this many has its stop already crossed (1%)
     closed: int = 0  # closed trades of history, each with its entry and exit order
+    equities: bool = False  # stock symbols (market hours apply) instead of crypto products
 
 
-def symbols(count: int) -> list[str]:
-    """``count`` crypto products the paper broker quotes around the clock ("B0001-USD"...)."""
+def symbols(count: int, equities: bool = False) -> list[str]:
+    """``count`` crypto products the paper broker quotes around the clock ("B0001-USD"...), or stock
+    tickers ("QAAB"...)."""
+    if equities:
+        letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        return ["Q" + "".join(letters[index // 26**p % 26] for p in (2, 1, 0)) for index in range(1, count + 1)]
     return [f"B{index:04d}-USD" for index in range(1, count + 1)]
 
 
@@ -50,7 +55,7 @@ def clear(engine: sa.Engine) -> None:
 
 def seed(engine: sa.Engine, book: Book, password: str, price_seed: int = 0) -> None:
     """Fill an empty, migrated database with ``book``."""
-    names = symbols(book.symbols)
+    names = symbols(book.symbols, book.equities)
     now = datetime.now(UTC)
     quotes = SyntheticPrices(price_seed).quotes(names, now)
     prices = [str(quotes[name].mark) for name in names]

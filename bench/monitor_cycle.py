@@ -14,8 +14,6 @@ import sys
 import time
 from typing import Any
 
-import sqlalchemy as sa
-
 from bench import common, data
 
 SIZES = {1_000: (100, 50), 10_000: (1_000, 500), 100_000: (10_000, 2_000)}  # positions: (users, symbols)
@@ -26,43 +24,57 @@ def measure(positions: int, runs: int) -> dict[str, Any]:
     users, symbols = SIZES[positions]
     app = common.fresh_app({"STOP_MONITOR_CHUNK_SIZE": "1000000", "QUOTE_CACHE_SECONDS": "0"})
     from utils.extensions import db
-    from utils.services import monitor
-    from utils.tasks.monitoring import stop_loss_cycle
 
     with app.app_context():
         data.seed(db.engine, data.Book(users, positions, symbols), common.PASSWORD)
-        samples: list[dict[str, Any]] = []
-        for _ in range(runs + 1):  # the first run warms caches up and is not counted
-            _reopen(db.engine)
-            with common.counted_statements(db.engine) as statements:
-                started = time.perf_counter()
-                stop_loss_cycle.run()
-                seconds = time.perf_counter() - started
-            [run] = monitor.recent_runs(1)
-            samples.append(
-                {
-                    "seconds": seconds,
-                    "statements": len(statements),
-                    "quote_calls": run.quote_calls,
-                    "breaches": run.breaches,
-                    "closes": run.closes,
-                    "positions": run.positions,
-                }
-            )
-            db.session.remove()
-        _purge_queue(app)
-    counted = samples[1:]
+        samples = timed_cycles(app, runs)
     return {
         "positions": positions,
         "users": users,
         "symbols": symbols,
-        "seconds": common.Spread.of([s["seconds"] for s in counted]).as_dict(),
-        "statements": sorted({s["statements"] for s in counted}),
-        "quote_calls": sorted({s["quote_calls"] for s in counted}),
-        "breaches": counted[-1]["breaches"],
-        "closes": counted[-1]["closes"],
-        "checked": counted[-1]["positions"],
+        **summary(samples),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def timed_cycles(app: Any, runs: int) -> list[dict[str, Any]]:
+    """``runs`` cycles of the monitor task in the foreground (after one warm-up), each timed with its
+    statements counted; the close tasks they enqueue are dropped from the queue afterwards."""
+    from utils.extensions import db
+    from utils.services import monitor
+    from utils.tasks.monitoring import stop_loss_cycle
+
+    samples: list[dict[str, Any]] = []
+    for _ in range(runs + 1):
+        with common.counted_statements(db.engine) as statements:
+            started = time.perf_counter()
+            stop_loss_cycle.run()
+            seconds = time.perf_counter() - started
+        [run] = monitor.recent_runs(1)
+        samples.append(
+            {
+                "seconds": seconds,
+                "statements": len(statements),
+                "quote_calls": run.quote_calls,
+                "breaches": run.breaches,
+                "closes": run.closes,
+                "positions": run.positions,
+            }
+        )
+        db.session.remove()
+    app.extensions["celery"].control.purge()
+    return samples[1:]
+
+
+def summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median and spread of the cycle times; the counts each cycle reported."""
+    return {
+        "seconds": common.Spread.of([sample["seconds"] for sample in samples]).as_dict(),
+        "statements": sorted({sample["statements"] for sample in samples}),
+        "quote_calls": sorted({sample["quote_calls"] for sample in samples}),
+        "breaches": samples[-1]["breaches"],
+        "closes": samples[-1]["closes"],
+        "checked": samples[-1]["positions"],
     }
 
 
@@ -181,17 +193,6 @@ def _in_child(size: int, runs: int) -> dict[str, Any]:
     if out.returncode != 0:
         raise RuntimeError(f"monitor cycle at {size} failed:\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _reopen(engine: sa.Engine) -> None:
-    """Put the book back as generated: trades a previous run started closing are open again."""
-    with engine.begin() as connection:
-        connection.execute(sa.text("DELETE FROM orders WHERE purpose = 'exit' AND status = 'pending_submit'"))
-        connection.execute(sa.text("UPDATE trades SET status = 'open', breached_at = NULL WHERE status = 'closing'"))
-
-
-def _purge_queue(app: Any) -> None:
-    app.extensions["celery"].control.purge()
 
 
 if __name__ == "__main__":

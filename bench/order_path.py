@@ -164,26 +164,60 @@ def _result(sizes: Sizes, runs: dict[str, Any]) -> dict[str, Any]:
     loaded = runs["latency"] + runs["paced"] + runs["throughput"]
     errors = sum(phase["errors"] for phase in loaded) + sum(phase["failures"] for phase in runs["overhead"])
     duplicates = sum(phase["duplicates"] for phase in loaded)
+    setup = _setup()
     return {
+        "title": "Order path",
+        "about": (
+            "POST /api/v1/orders on the paper broker with the real processes: "
+            + setup["web"]
+            + "; "
+            + setup["worker"]
+            + ". Clients: "
+            + setup["clients"]
+            + ". Orders: "
+            + setup["orders"]
+            + "; "
+            + setup["users"]
+            + ". The "
+            "Schwab overhead: one order at a time, our end-to-end time (POST to the broker's acknowledgement stored) "
+            "against a bare HTTP POST of the same order to the same fake, " + setup["schwab"] + ". CPU per order "
+            "is read from /proc for gunicorn, the worker, PostgreSQL's backends and the clients."
+        ),
+        "command": "python -m bench.run --full --only order_path",
+        "tables": [_table(medians)],
         "machine": common.machine(),
         "mode": "quick" if sizes == QUICK else "full",
         "sizes": vars(sizes),
-        "setup": {
-            "web": "gunicorn 'app:create_app()' --workers 2 --threads 4 (no access log)",
-            "worker": "celery -A worker worker --concurrency 4 (one worker)",
-            "clients": f"{CLIENTS} threads, one requests.Session each, Bearer token, Idempotency-Key; closed loop "
-            f"(next order on the last answer) except the paced phase (one order every {PACED_EVERY:g} s each)",
-            "cpu": "cpu_ms_per_order: CPU of gunicorn, the Celery worker, the bench database's PostgreSQL backends "
-            "and the client process per order (2 cores give 2,000 CPU ms a second at most)",
-            "orders": "market buy of 1 unit with a stop-loss 15% under the bid, paper crypto products",
-            "users": f"{order_load.ORDERS_PER_USER} orders per generated user: default risk limits, none raised",
-            "schwab": f"fake answering every call after {schwab_overhead.LATENCY * 1000:.0f} ms; "
-            "the Schwab user's own limits lifted (positions, orders a day, notional, market hours)",
-        },
+        "setup": setup,
         "medians": {name: spread.as_dict() for name, spread in medians.items()},
         "targets": _targets(medians, errors, duplicates),
         "runs": runs,
     }
+
+
+def _setup() -> dict[str, str]:
+    """How the order path was driven, in words."""
+    return {
+        "web": "gunicorn 'app:create_app()' --workers 2 --threads 4 (no access log)",
+        "worker": "celery -A worker worker --concurrency 4 (one worker)",
+        "clients": f"{CLIENTS} threads, one requests.Session each, Bearer token, Idempotency-Key; closed loop "
+        f"(next order on the last answer) except the paced phase (one order every {PACED_EVERY:g} s each)",
+        "cpu": "cpu_ms_per_order: CPU of gunicorn, the Celery worker, the bench database's PostgreSQL backends "
+        "and the client process per order (2 cores give 2,000 CPU ms a second at most)",
+        "orders": "market buy of 1 unit with a stop-loss 15% under the bid, paper crypto products",
+        "users": f"{order_load.ORDERS_PER_USER} orders per generated user: default risk limits, none raised",
+        "schwab": f"fake answering every call after {schwab_overhead.LATENCY * 1000:.0f} ms; "
+        "the Schwab user's own limits lifted (positions, orders a day, notional, market hours)",
+    }
+
+
+def _table(medians: dict[str, common.Spread]) -> dict[str, Any]:
+    """Every median with its spread over the runs."""
+    rows = [
+        [name.replace("_", " "), f"{spread.median:.2f}", f"{spread.low:.2f}-{spread.high:.2f}", spread.runs]
+        for name, spread in medians.items()
+    ]
+    return {"title": "Medians over the runs", "columns": ["measure", "median", "min-max", "runs"], "rows": rows}
 
 
 def _spread(phases: list[dict[str, Any]], value: Callable[[dict[str, Any]], float]) -> common.Spread:
