@@ -53,18 +53,23 @@ def clear(engine: sa.Engine) -> None:
         connection.execute(sa.text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
 
 
+def prices(names: list[str], price_seed: int = 0) -> dict[str, Decimal]:
+    """The paper market's price of each symbol now: the level the generated trades are bought at."""
+    quotes = SyntheticPrices(price_seed).quotes(names, datetime.now(UTC))
+    return {name: quotes[name].mark for name in names}
+
+
 def seed(engine: sa.Engine, book: Book, password: str, price_seed: int = 0) -> None:
     """Fill an empty, migrated database with ``book``."""
     names = symbols(book.symbols, book.equities)
-    now = datetime.now(UTC)
-    quotes = SyntheticPrices(price_seed).quotes(names, now)
-    prices = [str(quotes[name].mark) for name in names]
+    levels = prices(names, price_seed)
+    prices_text = [str(levels[name]) for name in names]
     with engine.begin() as connection:
         _users(connection, book.users, hash_password(password))
         _connections(connection)
-        _open_trades(connection, book, names, prices)
+        _open_trades(connection, book, names, prices_text)
         if book.closed:
-            _closed_trades(connection, book, names, prices)
+            _closed_trades(connection, book, names, prices_text)
         _orders(connection)
         _paper_positions(connection)
     with engine.connect() as connection:

@@ -32,8 +32,8 @@ def run(quick: bool) -> dict[str, Any]:
         with app.app_context():
             data.seed(db.engine, book, common.PASSWORD)
             _all_through_schwab(db.engine, account.connection_id)
-            for symbol in data.symbols(book.symbols, equities=True):
-                fake.state.set_price(symbol, "100.00", bid="99.99", ask="100.01")
+            for symbol, price in data.prices(data.symbols(book.symbols, equities=True)).items():
+                fake.state.set_price(symbol, str(price))
             fake.state.latency = LATENCY
             measured = monitor_cycle.summary(monitor_cycle.timed_cycles(app, runs))
     result = _result(book, measured, runs)
