@@ -84,7 +84,8 @@ def authenticate(plaintext: str) -> TokenIdentity:
     user = db.session.get(User, token.user_id)
     if user is None or not user.active:
         raise AuthenticationRequiredError(REFUSED_MESSAGE)
-    _touch(token.id, now)
+    if token.last_used_at is None or token.last_used_at < now - LAST_USED_RESOLUTION:
+        _touch(token.id, now)  # at most one write a minute per token, not one per request
     return TokenIdentity(user, token.id, _usable_scopes(user, token))
 
 

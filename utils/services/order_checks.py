@@ -12,14 +12,14 @@ from decimal import Decimal
 
 from models import BrokerConnection, Trade, User
 from utils.brokers.base import Broker, Quote
-from utils.enums import ConnectionStatus, OrderPurpose, OrderSide
+from utils.enums import ConnectionStatus, OrderPurpose, OrderSide, Provider
 from utils.exceptions import ArbionError, ConflictError
 from utils.extensions import db
 from utils.money import utcnow
 from utils.observability import get_logger
 from utils.risk.engine import RiskDecision
 from utils.risk.inputs import OrderIntent, RiskSnapshot
-from utils.services import audit, connections, notifications, order_tickets, risk, trade_book
+from utils.services import audit, connections, market_data, notifications, order_tickets, risk, trade_book
 from utils.services.order_tickets import OrderTicket
 
 log = get_logger(__name__)
@@ -40,7 +40,8 @@ def _entry_inputs(connection: BrokerConnection, ticket: OrderTicket) -> tuple[Or
     the intent, a fresh quote and whether the market is open."""
     broker = connections.broker_for(connection)
     order_tickets.check_quantity_precision(broker, ticket.quantity)
-    return order_tickets.intent_of(ticket), quote_or_none(broker, ticket.symbol), market_open(broker, ticket.symbol)
+    quote = quote_or_none(Provider(connection.provider), broker, ticket.symbol)
+    return order_tickets.intent_of(ticket), quote, market_open(broker, ticket.symbol)
 
 
 def check_entry(user: User, connection: BrokerConnection, ticket: OrderTicket) -> Quote | None:
@@ -68,10 +69,11 @@ def usable_connection(user: User, connection_id: int) -> BrokerConnection:
     return connection
 
 
-def quote_or_none(broker: Broker, symbol: str) -> Quote | None:
-    """The broker's quote, or None when it has none (the risk engine then blocks entries)."""
+def quote_or_none(provider: Provider, broker: Broker, symbol: str) -> Quote | None:
+    """The provider's quote (through the shared quote cache), or None when it has none (the risk
+    engine then blocks entries)."""
     try:
-        return broker.quotes([symbol]).get(symbol)
+        return market_data.quotes(provider, [symbol], broker.quotes)[0].get(symbol)
     except ArbionError as exc:
         log.warning("orders.quote_unavailable", symbol=symbol, error=exc.code)
         return None

@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import redis
 from flask import current_app
 from kombu.exceptions import ChannelError
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -20,6 +23,7 @@ from utils.observability import get_logger
 from utils.services.trading_state import upsert
 
 BROKER_CHECK_TIMEOUT_SECONDS = 2.0
+_PINGERS: dict[str, redis.Redis] = {}
 log = get_logger(__name__)
 
 
@@ -118,7 +122,17 @@ def require_task_queue() -> None:
 
 
 def _check_celery_broker() -> str:
+    """Whether the Celery broker answers now ("ok"). A broker on the app's Redis gets a PING over the
+    process's pooled connection (a fraction of a millisecond; every order entry asks); any other
+    transport a fresh connection."""
     celery_app = current_app.extensions["celery"]
+    broker_url = celery_app.conf.broker_url
+    if broker_url and broker_url == current_app.config["REDIS_URL"]:
+        try:
+            _broker_pinger(broker_url).ping()
+        except redis.RedisError as exc:
+            return f"unreachable ({type(exc).__name__})"
+        return "ok"
     try:
         with celery_app.connection_for_write() as connection:
             # One immediate retry, no back-off sleep: an order refused must be refused quickly.
@@ -126,6 +140,16 @@ def _check_celery_broker() -> str:
     except Exception as exc:  # noqa: BLE001 - kombu raises transport-specific errors; any means "down".
         return f"unreachable ({type(exc).__name__})"
     return "ok"
+
+
+def _broker_pinger(url: str) -> redis.Redis:
+    """This process's client for the broker check: pooled, short timeouts, and one immediate retry
+    (a pooled connection Redis dropped while it restarted is replaced, not reported as an outage)."""
+    if url not in _PINGERS:
+        timeout = BROKER_CHECK_TIMEOUT_SECONDS
+        retry = Retry(NoBackoff(), 1)
+        _PINGERS[url] = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=retry)
+    return _PINGERS[url]
 
 
 def _check_encryption() -> str:
