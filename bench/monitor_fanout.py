@@ -71,11 +71,12 @@ def run(quick: bool) -> dict[str, Any]:
 
 def _one_cycle(engine: sa.Engine, book: data.Book) -> float:
     """Generate the book, send the cycle, wait for every chunk; seconds from send to the last chunk's end."""
-    data.clear(engine)
-    data.seed(engine, book, common.PASSWORD)
     chunks = -(-book.users // CHUNK)  # one paper connection per user
     queue = Celery(broker=common.REDIS_URL)
     try:
+        _wait_until_idle(queue)  # the previous run's close tasks hold row locks a TRUNCATE would wait on
+        data.clear(engine)
+        data.seed(engine, book, common.PASSWORD)
         sent = datetime.now(UTC)
         queue.send_task("monitoring.stop_loss_cycle")
         finished = _wait_for_runs(engine, chunks)
@@ -83,6 +84,17 @@ def _one_cycle(engine: sa.Engine, book: data.Book) -> float:
     finally:
         queue.close()
     return (finished - sent).total_seconds()
+
+
+def _wait_until_idle(queue: Celery) -> None:
+    """Until no worker runs a task (the queue itself was purged)."""
+    deadline = time.monotonic() + GIVE_UP
+    while time.monotonic() < deadline:
+        active = queue.control.inspect(timeout=1.0).active() or {}
+        if not any(active.values()):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"the workers were still busy after {GIVE_UP:.0f} s")
 
 
 def _wait_for_runs(engine: sa.Engine, chunks: int) -> datetime:

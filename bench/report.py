@@ -3,7 +3,8 @@
 Each result file holds ``title``, ``about`` (what was measured and how), ``machine``, ``targets``
 (name, target, measured, met), optional ``tables`` (title, columns, rows) and ``plot`` (x, series,
 labels, file). ``bench/optimisations.json`` lists the changes the measurements called for, with
-their before/after figures.
+their before/after figures; ``bench/limits.json`` says, for each benchmark with a target missed,
+by how much and what limits it (an engineer's reading of the profiles, kept beside the numbers).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from bench import common
 
 ORDER = ("monitor_cycle", "monitor_schwab", "monitor_fanout", "breach_latency", "order_path", "web_load")
 OPTIMISATIONS = common.ROOT / "bench" / "optimisations.json"
+LIMITS = common.ROOT / "bench" / "limits.json"
 PLOTS = common.ROOT / "docs" / "benchmarks"
 OUTPUT = common.ROOT / "BENCHMARKS.md"
 
@@ -26,7 +28,7 @@ def load() -> list[dict[str, Any]]:
     return [found[name] | {"name": name} for name in ORDER if name in found]
 
 
-def render(results: list[dict[str, Any]], optimisations: list[dict[str, str]]) -> str:
+def render(results: list[dict[str, Any]], optimisations: list[dict[str, str]], limits: dict[str, str]) -> str:
     """The whole of BENCHMARKS.md."""
     lines = [
         "# Benchmarks",
@@ -36,7 +38,7 @@ def render(results: list[dict[str, Any]], optimisations: list[dict[str, str]]) -
         "spread (min-max) over the runs stated; ratios are measured within one run. The machines are",
         "shared, so the load average at the start of each benchmark is given with its machine.",
         "",
-        *_summary(results),
+        *_summary(results, limits),
         *_optimisations(optimisations),
     ]
     for result in results:
@@ -51,18 +53,25 @@ def write() -> Path:
         if "plot" in result:
             _plot(result["plot"])
     optimisations = json.loads(OPTIMISATIONS.read_text()) if OPTIMISATIONS.exists() else []
-    OUTPUT.write_text(render(results, optimisations))
+    limits = json.loads(LIMITS.read_text()) if LIMITS.exists() else {}
+    OUTPUT.write_text(render(results, optimisations, limits))
     return OUTPUT
 
 
-def _summary(results: list[dict[str, Any]]) -> list[str]:
+def _summary(results: list[dict[str, Any]], limits: dict[str, str]) -> list[str]:
+    """Every target of every benchmark; then, for each benchmark with one missed, what limits it."""
     lines = ["## Targets", "", "| benchmark | target | required | measured | met |", "|---|---|---|---|---|"]
+    missed = []
     for result in results:
         for target in result.get("targets", []):
             met = "yes" if target["met"] else "**no**"
             lines.append(
                 f"| {result['title']} | {target['name']} | {target['target']} | {target['measured']} | {met} |"
             )
+        if not all(target["met"] for target in result.get("targets", [])):
+            missed.append(f"- **{result['title']}**: {limits.get(result['name'], 'not analysed yet.')}")
+    if missed:
+        lines += ["", "### What limits the targets missed", "", *missed]
     return [*lines, ""]
 
 
