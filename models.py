@@ -346,8 +346,6 @@ class Trade(db.Model):  # type: ignore[name-defined]
     orders: Mapped[list[Order]] = relationship(back_populates="trade")
 
 
-
-
 class Order(db.Model):  # type: ignore[name-defined]
     """One order sent (or about to be sent) to a broker; the intent is stored before sending."""
 
