@@ -27,6 +27,7 @@ import requests
 from celery import Celery
 
 from bench import common
+from tests.processes import marked_processes
 
 BIN = common.ROOT / ".venv" / "bin"
 MARKER = "ARBION_BENCH_STACK"
@@ -182,7 +183,7 @@ def _stop(launched: list[_Launched], marker: str) -> None:
             item.process.wait(timeout=5)
     for item in launched:
         _signal_group(item.process.pid, signal.SIGKILL)  # children that outlived their leader
-    for pid in _marked_processes(marker):
+    for pid in marked_processes(MARKER, marker):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
@@ -191,20 +192,3 @@ def _signal_group(pgid: int, signum: signal.Signals) -> None:
     """Send ``signum`` to the whole process group (gone already is fine)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
-
-
-def _marked_processes(marker: str) -> list[int]:
-    """Live processes whose environment carries this stack's marker."""
-    wanted = f"{MARKER}={marker}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environment = (entry / "environ").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        if wanted in environment.split(b"\0") and state != "Z":
-            found.append(int(entry.name))
-    return found

@@ -42,6 +42,13 @@ def wait_ready(port: str, timeout: float = 60, path: str = "/ready") -> requests
 def stack_processes(marker: str) -> list[int]:
     """Live (non-zombie) processes started with ARBION_TEST_STACK=marker in their environment,
     orphans included (process managers give children their own sessions)."""
+    return marked_processes("ARBION_TEST_STACK", marker)
+
+
+def marked_processes(variable: str, marker: str) -> list[int]:
+    """Live (non-zombie) processes whose environment holds ``variable=marker`` (the benchmarks'
+    stack uses it too)."""
+    wanted = f"{variable}={marker}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -51,7 +58,7 @@ def stack_processes(marker: str) -> list[int]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
-        if f"ARBION_TEST_STACK={marker}".encode() in environment.split(b"\0") and state != "Z":
+        if wanted in environment.split(b"\0") and state != "Z":
             found.append(int(entry.name))
     return found
 

@@ -90,13 +90,9 @@ class RestingStop(Protocol):
     def trail_percent(self) -> Decimal | None: ...
 
 
-class StopTarget(Protocol):
+class StopTarget(trade_book.Holding, Protocol):
     """What a trade's broker stop must match (a Trade, or a row with the same column names)."""
 
-    @property
-    def filled_quantity(self) -> Decimal: ...
-    @property
-    def exit_filled_quantity(self) -> Decimal: ...
     @property
     def stop_loss_price(self) -> Decimal | None: ...
     @property
