@@ -44,6 +44,7 @@ def base_environ(database_url: str, **overrides: str) -> dict[str, str]:
         # Tests move prices and expect the next read to see them; tests/services/test_market_data.py
         # turns the shared quote cache on.
         "QUOTE_CACHE_SECONDS": "0",
+        "MARKET_HOURS_CACHE_SECONDS": "0",  # tests open and close the fakes' markets at will
     }
     if TEST_REDIS_URL:
         environ["REDIS_URL"] = TEST_REDIS_URL

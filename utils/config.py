@@ -215,6 +215,7 @@ def _broker_settings(read: _Reader) -> dict[str, Any]:
         "STOP_MONITOR_MAX_QUOTE_AGE": read.number("STOP_MONITOR_MAX_QUOTE_AGE", 60, 1),
         "STOP_MONITOR_CHUNK_SIZE": read.number("STOP_MONITOR_CHUNK_SIZE", 200, 1),
         "QUOTE_CACHE_SECONDS": read.number("QUOTE_CACHE_SECONDS", 2, 0),
+        "MARKET_HOURS_CACHE_SECONDS": read.number("MARKET_HOURS_CACHE_SECONDS", 300, 0),
         "BALANCE_CACHE_SECONDS": read.number("BALANCE_CACHE_SECONDS", 15, 0),
         "EQUITY_SNAPSHOT_INTERVAL": read.number("EQUITY_SNAPSHOT_INTERVAL", 900, 60),
         "EQUITY_SNAPSHOT_RETENTION_DAYS": read.number("EQUITY_SNAPSHOT_RETENTION_DAYS", 365, 1),

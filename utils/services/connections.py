@@ -10,7 +10,7 @@ import json
 import secrets
 from decimal import Decimal
 
-from flask import current_app
+from flask import current_app, g
 
 from models import BrokerConnection, PaperAccount, PaperOrder, PaperPosition, User
 from utils.brokers import coinbase
@@ -160,7 +160,7 @@ def _check(connection: BrokerConnection, actor: User | None) -> BrokerConnection
 def trading_account_id(connection: BrokerConnection) -> str:
     """The account id the connection's broker takes in order and position calls."""
     if connection.provider == Provider.PAPER:
-        return _paper_account(connection).account_key
+        return _paper_account_key(connection)
     if connection.provider == Provider.SCHWAB and connection.account_hash:
         return connection.account_hash
     if connection.provider == Provider.COINBASE:
@@ -202,9 +202,16 @@ def _paper_broker(connection: BrokerConnection) -> PaperBroker:
         commission_bps=config["PAPER_COMMISSION_BPS"],
         commission_minimum=config["PAPER_COMMISSION_MINIMUM"],
     )
-    account = _paper_account(connection)
     prices = SyntheticPrices(config["PAPER_PRICE_SEED"], shifts=paper_market.price_shifts())
-    return PaperBroker(account.account_key, DatabasePaperStore(), prices, settings)
+    return PaperBroker(_paper_account_key(connection), DatabasePaperStore(), prices, settings)
+
+
+def _paper_account_key(connection: BrokerConnection) -> str:
+    """The connection's paper account key, read once per app context (a task, a request): it never changes."""
+    known: dict[int, str] = g.setdefault("paper_account_keys", {})
+    if connection.id not in known:
+        known[connection.id] = _paper_account(connection).account_key
+    return known[connection.id]
 
 
 def _paper_account(connection: BrokerConnection) -> PaperAccount:

@@ -390,7 +390,8 @@ def _broker_acts_first(trade: Row[Any], decision: stops.StopDecision, now: datet
 def _market_open_for(trade: Trade) -> bool:
     if looks_like_crypto(trade.symbol):
         return True
-    return order_checks.market_open(connections.broker_for(orders.connection_of(trade)), trade.symbol)
+    connection = orders.connection_of(trade)
+    return order_checks.market_open(Provider(connection.provider), connections.broker_for(connection), trade.symbol)
 
 
 def _close(trade: Trade, reason: str) -> int | None:

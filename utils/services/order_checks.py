@@ -41,7 +41,7 @@ def _entry_inputs(connection: BrokerConnection, ticket: OrderTicket) -> tuple[Or
     broker = connections.broker_for(connection)
     order_tickets.check_quantity_precision(broker, ticket.quantity)
     quote = quote_or_none(Provider(connection.provider), broker, ticket.symbol)
-    return order_tickets.intent_of(ticket), quote, market_open(broker, ticket.symbol)
+    return order_tickets.intent_of(ticket), quote, market_open(Provider(connection.provider), broker, ticket.symbol)
 
 
 def check_entry(user: User, connection: BrokerConnection, ticket: OrderTicket) -> Quote | None:
@@ -79,12 +79,13 @@ def quote_or_none(provider: Provider, broker: Broker, symbol: str) -> Quote | No
         return None
 
 
-def market_open(broker: Broker, symbol: str) -> bool:
-    """Whether the symbol's market is open now; False when the broker cannot say (fail closed)."""
+def market_open(provider: Provider, broker: Broker, symbol: str) -> bool:
+    """Whether the symbol's market is open now (the day's hours through the shared cache); False
+    when the broker cannot say (fail closed)."""
     if broker.capabilities.always_open:
         return True
     try:
-        return broker.market_hours(symbol, utcnow()).is_open
+        return market_data.market_hours(provider, symbol, utcnow(), broker.market_hours).is_open
     except ArbionError as exc:
         log.warning("orders.market_hours_unavailable", symbol=symbol, error=exc.code)
         return False

@@ -131,7 +131,12 @@ def submit(order_id: int) -> Order | None:
     """
     if not _claim(order_id):
         return None
-    order = db.session.get_one(Order, order_id)
+    return send_claimed(db.session.get_one(Order, order_id))
+
+
+def send_claimed(order: Order) -> Order:
+    """Send an order this caller holds SUBMITTED (claimed by ``submit``, or stored claimed, as a
+    protective stop is) to its broker; its outcome as ``submit`` describes."""
     connection = connection_of(order)
     try:
         broker = connections.broker_for(connection)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -32,19 +33,23 @@ class DatabasePaperStore:
     def session(self, account_id: str) -> Iterator[engine.PaperAccountState]:
         """Load the account locked, yield its state, persist it on a clean exit."""
         account = _locked_account(account_id)
+        loaded = _Rows(
+            positions={row.symbol: row for row in _positions(account)},
+            orders={row.order_key: row for row in _working_orders(account)},
+        )
         state = engine.PaperAccountState(
             account_id=account.account_key,
             cash=account.cash,
             starting_cash=account.starting_cash,
-            positions={p.symbol: engine.PaperPosition(p.quantity, p.average_price) for p in _positions(account)},
-            orders={row.order_key: _to_order(row) for row in _working_orders(account)},
+            positions={key: engine.PaperPosition(p.quantity, p.average_price) for key, p in loaded.positions.items()},
+            orders={key: _to_order(row) for key, row in loaded.orders.items()},
         )
         try:
             yield state
         except BaseException:
             db.session.rollback()
             raise
-        _persist(account, state)
+        _persist(account, loaded, state)
         db.session.commit()
 
     def find_order(self, account_id: str, order_id: str) -> engine.PaperOrder | None:
@@ -132,9 +137,18 @@ def _working_orders(account: PaperAccount) -> list[PaperOrder]:
     return list(db.session.scalars(statement.execution_options(populate_existing=True)))
 
 
-def _persist(account: PaperAccount, state: engine.PaperAccountState) -> None:
+@dataclass
+class _Rows:
+    """The rows a session loaded under the account lock: what its state was built from."""
+
+    positions: dict[str, PaperPosition]
+    orders: dict[str, PaperOrder]
+
+
+def _persist(account: PaperAccount, loaded: _Rows, state: engine.PaperAccountState) -> None:
+    """Write the state back over the rows it was loaded from (orders entered meanwhile are new rows)."""
     account.cash = state.cash
-    rows = {row.symbol: row for row in _positions(account)}
+    rows = dict(loaded.positions)
     for symbol, position in state.positions.items():
         row = rows.pop(symbol, None) or PaperPosition(account_id=account.id, symbol=symbol)
         if position.quantity == 0:
@@ -145,18 +159,10 @@ def _persist(account: PaperAccount, state: engine.PaperAccountState) -> None:
         db.session.add(row)
     for row in rows.values():
         db.session.delete(row)
-    existing = {row.order_key: row for row in _rows_for(account, list(state.orders))}
     for order in state.orders.values():
-        row = existing.get(order.order_id) or PaperOrder(account_id=account.id, order_key=order.order_id)
-        _copy_order(order, row)
-        db.session.add(row)
-
-
-def _rows_for(account: PaperAccount, order_keys: list[str]) -> list[PaperOrder]:
-    if not order_keys:
-        return []
-    statement = db.select(PaperOrder).where(PaperOrder.account_id == account.id, PaperOrder.order_key.in_(order_keys))
-    return list(db.session.scalars(statement))
+        order_row = loaded.orders.get(order.order_id) or PaperOrder(account_id=account.id, order_key=order.order_id)
+        _copy_order(order, order_row)
+        db.session.add(order_row)
 
 
 _ORDER_FIELDS = (

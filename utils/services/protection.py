@@ -31,7 +31,7 @@ from utils.enums import (
 )
 from utils.exceptions import ArbionError
 from utils.extensions import db
-from utils.money import decimal_text
+from utils.money import decimal_text, utcnow
 from utils.observability import get_logger
 from utils.services import (
     audit,
@@ -249,6 +249,7 @@ def _place_stop(trade: Trade, broker: Broker, quantity: Decimal) -> bool:
     order_checks.check_exit(trade, OrderPurpose.STOP_LOSS, quantity)
     order = orders.new_exit_order(trade, OrderPurpose.STOP_LOSS, quantity)
     order.time_in_force, order.order_type = TimeInForce.GTC, order_type
+    order.status, order.submitted_at = OrderStatus.SUBMITTED, utcnow()  # stored claimed: sent below, by us only
     if order_type == OrderType.TRAILING_STOP:
         order.trail_offset, order.trail_percent = trade.trailing_stop_offset, trade.trailing_stop_percent
         held = f"Trailing stop {_trail_words(trade)} behind the best price, held by the broker."
@@ -265,11 +266,11 @@ def _place_stop(trade: Trade, broker: Broker, quantity: Decimal) -> bool:
     except IntegrityError:
         db.session.rollback()  # an exit went live meanwhile: the trade is closing, nothing to protect
         return True
-    sent = orders.submit(order.id)
-    if sent is not None and sent.status in (OrderStatus.WORKING, OrderStatus.SUBMITTED, OrderStatus.FILLED):
+    sent = orders.send_claimed(order)
+    if sent.status in (OrderStatus.WORKING, OrderStatus.SUBMITTED, OrderStatus.FILLED):
         _set_mode(trade, ProtectionMode.NATIVE, held)
         return True
-    detail = sent.status_detail if sent is not None else "not sent"
+    detail = sent.status_detail
     _set_mode(trade, ProtectionMode.EMULATED, f"Broker stop not accepted ({detail}); the monitor watches it.")
     _tell(trade, f"the broker did not accept the protective stop ({detail})")
     return False
