@@ -214,7 +214,7 @@ def test_the_snapshot_takes_a_constant_number_of_queries(app: Flask) -> None:
     db.session.commit()
     first_id = (user.id, first.id)[1]
     large = count_queries(lambda: risk.snapshot_for(user, first_id, entry(), quote(), True))
-    assert large == small == 7  # settings, global state, trades, entries, count, P&L, connection hold
+    assert large == small == 4  # settings; open and closed-today trades; live entries; state, hold and count
 
 
 def test_a_pending_market_entry_is_valued_at_the_quote_of_its_symbol(app: Flask) -> None:

@@ -77,12 +77,13 @@ def create_token(user: User, name: str, scopes: Iterable[str], expires_in_days: 
 
 def authenticate(plaintext: str) -> TokenIdentity:
     """The identity behind a presented token; AuthenticationRequiredError when it cannot be used."""
-    token = db.session.scalar(db.select(ApiToken).where(ApiToken.token_hash == token_hash(plaintext.strip())))
-    now = utcnow()
-    if token is None or token.revoked_at is not None or (token.expires_at is not None and token.expires_at <= now):
+    statement = db.select(ApiToken, User).join(User, User.id == ApiToken.user_id)
+    found = db.session.execute(statement.where(ApiToken.token_hash == token_hash(plaintext.strip()))).first()
+    if found is None:
         raise AuthenticationRequiredError(REFUSED_MESSAGE)
-    user = db.session.get(User, token.user_id)
-    if user is None or not user.active:
+    token, user = found._tuple()
+    now = utcnow()
+    if token.revoked_at is not None or (token.expires_at is not None and token.expires_at <= now) or not user.active:
         raise AuthenticationRequiredError(REFUSED_MESSAGE)
     if token.last_used_at is None or token.last_used_at < now - LAST_USED_RESOLUTION:
         _touch(token.id, now)  # at most one write a minute per token, not one per request

@@ -30,6 +30,8 @@ from utils.services import audit
 from utils.services.trading_state import (
     TradingStatus,
     enter_reducing,
+    global_state_columns,
+    global_status_of,
     global_trading_state,
     set_global_trading_state,
     set_user_trading_state,
@@ -154,12 +156,12 @@ def _snapshot(
     market_open: bool,
     now: datetime,
 ) -> RiskSnapshot:
-    trades = open_trades(user.id)
+    day_start = start_of_utc_day(now)
+    trades, realized_today = _trades_and_realized_pnl(user.id, day_start)
     pending = _live_entry_orders(user.id)
     exposure = _exposure(trades, pending, _price_for(intent, quote))
-    day_start = start_of_utc_day(now)
-    user_status, global_status = status_of(row), global_trading_state()
-    hold = connection_hold(connection_id)
+    counts = _counts(user.id, connection_id, day_start)
+    user_status, global_status = status_of(row), counts.global_state
     return RiskSnapshot(
         now=now,
         user_state=user_status.state,
@@ -171,11 +173,11 @@ def _snapshot(
         exposure_by_symbol=exposure,
         total_exposure=sum(exposure.values(), Decimal(0)),
         open_positions=len({("trade", t.trade_id) for t in trades} | {_position_key(order) for order in pending}),
-        entry_orders_today=_entry_orders_since(user.id, day_start),
-        realized_pnl_today=_realized_pnl_since(user.id, day_start),
+        entry_orders_today=counts.entries_today,
+        realized_pnl_today=realized_today,
         reduces_position=reduces_position(intent, connection_id, trades),
-        connection_state=TradingState.ACTIVE if hold is None else TradingState.REDUCING,
-        connection_state_reason=hold or "",
+        connection_state=TradingState.ACTIVE if counts.hold is None else TradingState.REDUCING,
+        connection_state_reason=counts.hold or "",
     )
 
 
@@ -192,17 +194,26 @@ def start_of_utc_day(moment: datetime) -> datetime:
 
 def open_trades(user_id: int) -> list[OpenTrade]:
     """The user's trades with quantity still open, in one query (open quantity computed in Python)."""
-    rows = db.session.execute(
-        db.select(
-            Trade.id,
-            Trade.connection_id,
-            Trade.symbol,
-            Trade.side,
-            Trade.filled_quantity,
-            Trade.exit_filled_quantity,
-            Trade.average_fill_price,
-        ).where(Trade.user_id == user_id, Trade.status.in_(OPEN_TRADE_STATUSES))
-    )
+    rows = db.session.execute(_trade_rows(user_id, Trade.status.in_(OPEN_TRADE_STATUSES)))
+    return _open_only(rows)
+
+
+def _trades_and_realized_pnl(user_id: int, since: datetime) -> tuple[list[OpenTrade], Decimal]:
+    """``open_trades`` and the realized P&L of trades closed since ``since``, in one query."""
+    closed_since = db.and_(Trade.status == TradeStatus.CLOSED, Trade.closed_at >= since)
+    rows = db.session.execute(_trade_rows(user_id, db.or_(Trade.status.in_(OPEN_TRADE_STATUSES), closed_since))).all()
+    closed = [row for row in rows if row.status == TradeStatus.CLOSED]
+    realized = sum((row.realized_pnl for row in closed if row.realized_pnl is not None), Decimal(0))
+    return _open_only(row for row in rows if row.status != TradeStatus.CLOSED), realized
+
+
+def _trade_rows(user_id: int, *criteria: Any) -> Any:
+    columns = (Trade.id, Trade.connection_id, Trade.symbol, Trade.side, Trade.status, Trade.realized_pnl)
+    quantities = (Trade.filled_quantity, Trade.exit_filled_quantity, Trade.average_fill_price)
+    return db.select(*columns, *quantities).where(Trade.user_id == user_id, *criteria)
+
+
+def _open_only(rows: Iterable[Any]) -> list[OpenTrade]:
     trades = [
         OpenTrade(
             row.id,
@@ -295,18 +306,24 @@ def _position_key(order: Any) -> tuple[str, int]:
     return ("trade", order.trade_id) if order.trade_id is not None else ("order", order.id)
 
 
-def _entry_orders_since(user_id: int, since: datetime) -> int:
-    statement = db.select(db.func.count(Order.id)).where(
+@dataclass(frozen=True)
+class _Counts:
+    """The snapshot's single values, read in one statement."""
+
+    global_state: TradingStatus
+    hold: str | None  # why the connection's entries are held (its reconciliation is failing)
+    entries_today: int
+
+
+def _counts(user_id: int, connection_id: int, since: datetime) -> _Counts:
+    entries = db.select(db.func.count(Order.id)).where(
         Order.user_id == user_id, Order.purpose == OrderPurpose.ENTRY, Order.created_at >= since
     )
-    return int(db.session.scalar(statement) or 0)
-
-
-def _realized_pnl_since(user_id: int, since: datetime) -> Decimal:
-    statement = db.select(Trade.realized_pnl).where(
-        Trade.user_id == user_id, Trade.status == TradeStatus.CLOSED, Trade.closed_at >= since
-    )
-    return sum((pnl for pnl in db.session.scalars(statement) if pnl is not None), Decimal(0))
+    hold = db.select(BrokerConnection.reconcile_hold_reason).where(BrokerConnection.id == connection_id)
+    found, value, held, count = db.session.execute(
+        db.select(*global_state_columns(), hold.scalar_subquery(), entries.scalar_subquery())
+    ).one()
+    return _Counts(global_state=global_status_of(found, value), hold=held, entries_today=int(count or 0))
 
 
 # ---------------------------------------------------------------------------- the check

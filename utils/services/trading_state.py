@@ -55,15 +55,24 @@ def status_of(row: RiskSettings | None) -> TradingStatus:
 
 def global_trading_state() -> TradingStatus:
     """The platform-wide state (the kill switch). An unreadable setting counts as HALTED."""
-    statement = db.select(SystemSetting).where(SystemSetting.key == GLOBAL_STATE_KEY)
-    setting = db.session.scalar(statement.execution_options(populate_existing=True))
-    if setting is None:
+    return global_status_of(*db.session.execute(db.select(*global_state_columns())).one())
+
+
+def global_state_columns() -> tuple[Any, Any]:
+    """Whether the kill switch was ever set and its stored value, as two scalar subqueries (read fresh)."""
+    setting = db.select(SystemSetting.value).where(SystemSetting.key == GLOBAL_STATE_KEY)
+    return setting.exists(), setting.scalar_subquery()
+
+
+def global_status_of(found: bool, value: Any) -> TradingStatus:
+    """The platform-wide state from the kill switch's stored value (never set: ACTIVE)."""
+    if not found:
         return TradingStatus(TradingState.ACTIVE)
     try:
-        value = dict(setting.value)
-        return TradingStatus(TradingState(value["state"]), str(value.get("reason", "")), str(value.get("by", "")))
+        stored = dict(value)
+        return TradingStatus(TradingState(stored["state"]), str(stored.get("reason", "")), str(stored.get("by", "")))
     except (KeyError, TypeError, ValueError):
-        log.error("risk.global_state_unreadable", value=repr(setting.value)[:200])
+        log.error("risk.global_state_unreadable", value=repr(value)[:200])
         return TradingStatus(TradingState.HALTED, "the global trading state setting is unreadable", "system")
 
 
