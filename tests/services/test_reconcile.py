@@ -56,7 +56,7 @@ from utils.exceptions import ConfigurationError, RiskLimitExceededError
 from utils.extensions import db
 from utils.money import utcnow
 from utils.risk.inputs import OrderIntent
-from utils.services import connections, credentials, execution, orders, reconcile, risk
+from utils.services import connections, credentials, execution, orders, reconcile, risk, task_locks
 from utils.services.order_tickets import OrderTicket
 from utils.services.schwab_tokens import write_tokens
 from utils.tasks.reconciliation import reconcile_all as reconcile_task
@@ -566,6 +566,17 @@ def test_the_task_reconciles_in_a_real_worker(app: Flask, trader: User, paper: B
         D(1),
         D(0),
     )
+
+
+def test_a_pass_sent_while_another_runs_is_skipped(app: Flask, paper: BrokerConnection) -> None:
+    seed_trade(paper, CRYPTO, "1")
+    db.session.commit()
+    with task_locks.one_at_a_time("reconcile:all") as mine:
+        assert mine
+        assert reconcile_task() == {"skipped": 1}
+        assert reconcile.open_drift() == [], "nothing reconciled while the running pass holds the lease"
+    assert reconcile_task() == {"connections": 1, "failed": 0, "drift": 1, "new": 1, "resolved": 0}
+    assert [alert.symbol for alert in reconcile.open_drift()] == [CRYPTO]
 
 
 def test_a_starting_worker_enqueues_one_reconciliation(
