@@ -49,7 +49,6 @@ __all__ = [
     "evaluate",
     "global_trading_state",
     "limits_for",
-    "open_trades",
     "preview",
     "reduces_position",
     "set_global_trading_state",
@@ -183,8 +182,11 @@ def _snapshot(
 
 def connection_hold(connection_id: int) -> str | None:
     """Why entries on this connection are held (its reconciliation is failing), or None; read fresh."""
-    statement = db.select(BrokerConnection.reconcile_hold_reason).where(BrokerConnection.id == connection_id)
-    return db.session.scalar(statement)
+    return db.session.scalar(_hold_reason(connection_id))
+
+
+def _hold_reason(connection_id: int) -> Any:
+    return db.select(BrokerConnection.reconcile_hold_reason).where(BrokerConnection.id == connection_id)
 
 
 def start_of_utc_day(moment: datetime) -> datetime:
@@ -192,25 +194,17 @@ def start_of_utc_day(moment: datetime) -> datetime:
     return datetime.combine(moment.astimezone(UTC).date(), time(0), tzinfo=UTC)
 
 
-def open_trades(user_id: int) -> list[OpenTrade]:
-    """The user's trades with quantity still open, in one query (open quantity computed in Python)."""
-    rows = db.session.execute(_trade_rows(user_id, Trade.status.in_(OPEN_TRADE_STATUSES)))
-    return _open_only(rows)
-
-
 def _trades_and_realized_pnl(user_id: int, since: datetime) -> tuple[list[OpenTrade], Decimal]:
-    """``open_trades`` and the realized P&L of trades closed since ``since``, in one query."""
+    """The user's trades with quantity still open (open quantity computed in Python) and the realized
+    P&L of trades closed since ``since``, in one query."""
+    columns = (Trade.id, Trade.connection_id, Trade.symbol, Trade.side, Trade.status, Trade.realized_pnl)
+    quantities = (Trade.filled_quantity, Trade.exit_filled_quantity, Trade.average_fill_price)
     closed_since = db.and_(Trade.status == TradeStatus.CLOSED, Trade.closed_at >= since)
-    rows = db.session.execute(_trade_rows(user_id, db.or_(Trade.status.in_(OPEN_TRADE_STATUSES), closed_since))).all()
+    wanted = db.or_(Trade.status.in_(OPEN_TRADE_STATUSES), closed_since)
+    rows = db.session.execute(db.select(*columns, *quantities).where(Trade.user_id == user_id, wanted)).all()
     closed = [row for row in rows if row.status == TradeStatus.CLOSED]
     realized = sum((row.realized_pnl for row in closed if row.realized_pnl is not None), Decimal(0))
     return _open_only(row for row in rows if row.status != TradeStatus.CLOSED), realized
-
-
-def _trade_rows(user_id: int, *criteria: Any) -> Any:
-    columns = (Trade.id, Trade.connection_id, Trade.symbol, Trade.side, Trade.status, Trade.realized_pnl)
-    quantities = (Trade.filled_quantity, Trade.exit_filled_quantity, Trade.average_fill_price)
-    return db.select(*columns, *quantities).where(Trade.user_id == user_id, *criteria)
 
 
 def _open_only(rows: Iterable[Any]) -> list[OpenTrade]:
@@ -319,9 +313,8 @@ def _counts(user_id: int, connection_id: int, since: datetime) -> _Counts:
     entries = db.select(db.func.count(Order.id)).where(
         Order.user_id == user_id, Order.purpose == OrderPurpose.ENTRY, Order.created_at >= since
     )
-    hold = db.select(BrokerConnection.reconcile_hold_reason).where(BrokerConnection.id == connection_id)
     found, value, held, count = db.session.execute(
-        db.select(*global_state_columns(), hold.scalar_subquery(), entries.scalar_subquery())
+        db.select(*global_state_columns(), _hold_reason(connection_id).scalar_subquery(), entries.scalar_subquery())
     ).one()
     return _Counts(global_state=global_status_of(found, value), hold=held, entries_today=int(count or 0))
 
