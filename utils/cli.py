@@ -22,6 +22,7 @@ from utils.services import (
     connections,
     credentials,
     execution,
+    kill_switch,
     monitor,
     paper_market,
     trading_state,
@@ -138,10 +139,16 @@ def ping_brokers() -> None:
 
 @trading_cli.command("halt")
 @click.option("--reason", required=True, help="Why trading stops; shown to every trader and kept in the audit log.")
-def halt_trading(reason: str) -> None:
-    """Stop all new orders platform-wide; orders that close or reduce positions still go through."""
-    status = _set_global_state(TradingState.HALTED, reason)
-    click.echo(f"Trading HALTED platform-wide: {status.reason}")
+@click.option("--cancel-working", is_flag=True, help="Also cancel every working entry order at its broker.")
+def halt_trading(reason: str, cancel_working: bool) -> None:
+    """Stop all new orders platform-wide and cancel the entries waiting to be sent; orders that
+    close or reduce positions still go through."""
+    restriction = _set_global_state(TradingState.HALTED, reason)
+    click.echo(f"Trading HALTED platform-wide: {restriction.status.reason}")
+    click.echo(f"{restriction.queued_cancelled} queued entry order(s) cancelled.")
+    if cancel_working:
+        report = kill_switch.cancel_working_entries(None, restriction.status.reason)
+        click.echo(f"Working entry orders: {report.cancelled} cancelled at the broker, {report.failed} failed.")
     click.echo("New orders are refused; protective and closing exits still run. Undo with: flask trading resume")
 
 
@@ -206,9 +213,9 @@ def reset_paper_prices() -> None:
     click.echo("Paper prices follow the synthetic market again.")
 
 
-def _set_global_state(state: TradingState, reason: str) -> trading_state.TradingStatus:
+def _set_global_state(state: TradingState, reason: str) -> kill_switch.Restriction:
     try:
-        return trading_state.set_global_trading_state(None, state, reason, source="cli")
+        return kill_switch.set_platform_state(None, state, reason, source="cli")
     except ArbionError as exc:
         raise click.ClickException(exc.message) from exc
 

@@ -18,13 +18,19 @@ from utils.extensions import db
 Model = TypeVar("Model")
 
 
-def locked_one(model: type[Model], *criteria: Any) -> Model | None:
-    """The one row of ``model`` matching ``criteria``, locked until the transaction ends."""
+def locked_one(model: type[Model], *criteria: Any, key_share: bool = False) -> Model | None:
+    """The one row of ``model`` matching ``criteria``, locked until the transaction ends.
+
+    ``key_share``: PostgreSQL's FOR NO KEY UPDATE, which still lets other transactions insert rows
+    that reference this one (their foreign-key check takes a KEY SHARE lock): a lock taken only to
+    serialise callers then never waits on, nor deadlocks with, unrelated inserts.
+    """
     if db.session.get_bind().dialect.name == "sqlite":
         table = model.__table__  # type: ignore[attr-defined]
         key = table.primary_key.columns.values()[0]
         db.session.execute(db.update(table).where(*criteria).values({key.name: key}))
-    statement = db.select(model).where(*criteria).with_for_update().execution_options(populate_existing=True)
+    locking = db.select(model).where(*criteria).with_for_update(key_share=key_share)
+    statement = locking.execution_options(populate_existing=True)
     return db.session.scalar(statement)
 
 

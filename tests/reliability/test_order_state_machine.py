@@ -289,7 +289,7 @@ class OrdersAndPositions(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.our(OrderStatus.PENDING_SUBMIT)))
     @rule(data=st.data())
     def cancel_unsent(self, data: st.DataObject) -> None:
-        """order_tracking._cancel_unsent: PENDING_SUBMIT → CANCELLED without a broker call."""
+        """order_tracking.cancel_unsent: PENDING_SUBMIT → CANCELLED without a broker call."""
         order = data.draw(st.sampled_from(self.our(OrderStatus.PENDING_SUBMIT)))
         order_states.move(order, OrderStatus.CANCELLED, "Cancelled before it was sent.")
         if order.trade is not None:

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from models import BrokerConnection, Trade, User
+from models import BrokerConnection, Order, Trade, User
 from utils.brokers.base import Broker, Quote
 from utils.enums import ConnectionStatus, OrderPurpose, OrderSide, Provider
-from utils.exceptions import ArbionError, ConflictError
+from utils.exceptions import ArbionError, ConflictError, NotFoundError
 from utils.extensions import db
 from utils.money import utcnow
 from utils.observability import get_logger
 from utils.risk.engine import RiskDecision
-from utils.risk.inputs import OrderIntent, RiskSnapshot
+from utils.risk.inputs import OrderIntent, RiskLimits, RiskSnapshot
+from utils.risk.rules import TradingStateRule
+from utils.rowlock import locked_one
 from utils.services import audit, connections, market_data, notifications, order_tickets, risk, trade_book
 from utils.services.order_tickets import OrderTicket
 
 log = get_logger(__name__)
+TRADING_STATES = TradingStateRule()
 CLOSING_SIDE = {OrderSide.BUY: OrderSide.SELL, OrderSide.SELL_SHORT: OrderSide.BUY_TO_COVER}
 
 
@@ -46,8 +49,14 @@ def _entry_inputs(connection: BrokerConnection, ticket: OrderTicket) -> tuple[Or
 
 def check_entry(user: User, connection: BrokerConnection, ticket: OrderTicket) -> Quote | None:
     """The risk engine on the entry's inputs; a refusal is told to the user and raised. Returns the
-    quote the decision used."""
+    quote the decision used.
+
+    The quote and the market's hours are fetched first; then the user's entry gate is held until
+    the caller commits (or rolls back), so the snapshot, the decision and the stored intent are
+    one step that no other entry of the same user can interleave with.
+    """
     intent, quote, is_open = _entry_inputs(connection, ticket)
+    hold_entry_gate(user)
     decision = risk.evaluate(user, connection.id, intent, quote, is_open)
     if not decision.allowed:
         message = f"{ticket.symbol}: order refused by your risk limits. " + " ".join(decision.reasons)
@@ -55,6 +64,19 @@ def check_entry(user: User, connection: BrokerConnection, ticket: OrderTicket) -
         db.session.commit()
     decision.raise_if_rejected()
     return quote
+
+
+def hold_entry_gate(user: User) -> None:
+    """Serialise the user's entries until this transaction ends (a lock on the user's row).
+
+    The aggregate limits (open positions, orders per day, position and total exposure) are
+    checked on what is stored, so two entries checked side by side would each see room for one.
+    Every entry of the user, from any web process, worker, CLI or bot, waits here for the one
+    before it to be stored or refused, and then reads a snapshot that includes it.
+    """
+    db.session.commit()  # the lock must open its own transaction (utils.rowlock)
+    if locked_one(User, User.id == user.id, key_share=True) is None:
+        raise NotFoundError("No such user.")
 
 
 def usable_connection(user: User, connection_id: int) -> BrokerConnection:
@@ -89,6 +111,20 @@ def market_open(provider: Provider, broker: Broker, symbol: str) -> bool:
     except ArbionError as exc:
         log.warning("orders.market_hours_unavailable", symbol=symbol, error=exc.code)
         return False
+
+
+def send_refusal(order: Order) -> str | None:
+    """Why a claimed order may not be sent now, in the trader's words, else None.
+
+    Entries are checked again against the trading states when a worker claims them: a halt of the
+    platform, of the user or of the connection after the entry was accepted (while it waited in
+    the queue) refuses it. Exits are never held back.
+    """
+    if order.purpose != OrderPurpose.ENTRY:
+        return None
+    intent = OrderIntent(symbol=order.symbol, side=OrderSide(order.side), quantity=order.quantity)
+    snapshot = risk.trading_states(order.user_id, order.connection_id)
+    return TRADING_STATES.check(intent, snapshot, RiskLimits())
 
 
 def check_exit(trade: Trade, purpose: OrderPurpose, quantity: Decimal) -> None:

@@ -119,7 +119,7 @@ def refresh_order(order: Order | None, broker: Broker, account: str) -> bool:
 def cancel_order(user: User, order_id: int) -> Order:
     """Cancel one of the user's live orders; the broker's answer is applied at once (commit, audit)."""
     order = orders.get_order(user, order_id)
-    if _cancel_unsent(order):
+    if cancel_unsent(order):
         audit.record("order.cancel", actor=user, subject=order, details={"sent": False})
         db.session.commit()
         return order
@@ -212,14 +212,15 @@ def cancel_at_broker(order: Order, broker: Broker, account: str, why: str) -> No
     db.session.commit()
 
 
-def _cancel_unsent(order: Order) -> bool:
-    """PENDING_SUBMIT → CANCELLED without a broker call, unless a worker claimed it first."""
+def cancel_unsent(order: Order, detail: str = "Cancelled before it was sent.") -> bool:
+    """PENDING_SUBMIT → CANCELLED without a broker call, unless a worker claimed it first (the
+    caller audits and commits)."""
     if order.status != OrderStatus.PENDING_SUBMIT:
         return False
     cancelled = claimed(
         db.update(Order)
         .where(Order.id == order.id, Order.status == OrderStatus.PENDING_SUBMIT)
-        .values(status=OrderStatus.CANCELLED, status_detail="Cancelled before it was sent.", closed_at=utcnow())
+        .values(status=OrderStatus.CANCELLED, status_detail=detail[:500], closed_at=utcnow())
     )
     db.session.refresh(order)
     if cancelled and order.trade is not None:

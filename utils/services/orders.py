@@ -127,11 +127,17 @@ def submit(order_id: int) -> Order | None:
 
     BrokerTemporaryError (the broker never saw it) puts the order back to PENDING_SUBMIT and is
     re-raised so the task retries with backoff; an unseen outcome becomes UNKNOWN; a refusal
-    becomes REJECTED with the broker's reason.
+    becomes REJECTED with the broker's reason. An entry claimed while trading is no longer ACTIVE
+    for its platform, user or connection is REJECTED with that reason and never sent.
     """
     if not _claim(order_id):
         return None
-    return send_claimed(db.session.get_one(Order, order_id))
+    order = db.session.get_one(Order, order_id)
+    refusal = order_checks.send_refusal(order)
+    if refusal is not None:
+        _settle_failure(order, OrderStatus.REJECTED, refusal)
+        return order
+    return send_claimed(order)
 
 
 def send_claimed(order: Order) -> Order:

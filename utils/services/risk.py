@@ -54,6 +54,7 @@ __all__ = [
     "set_global_trading_state",
     "set_user_trading_state",
     "snapshot_for",
+    "trading_states",
     "user_trading_state",
 ]
 
@@ -177,6 +178,31 @@ def _snapshot(
         reduces_position=reduces_position(intent, connection_id, trades),
         connection_state=TradingState.ACTIVE if counts.hold is None else TradingState.REDUCING,
         connection_state_reason=counts.hold or "",
+    )
+
+
+def trading_states(user_id: int, connection_id: int, now: datetime | None = None) -> RiskSnapshot:
+    """A snapshot holding only the platform's, the user's and the connection's trading states, read
+    fresh in one statement: all that ``TradingStateRule`` weighs when a claimed entry is sent."""
+    user_state = db.select(RiskSettings.trading_state).where(RiskSettings.user_id == user_id).scalar_subquery()
+    user_reason = db.select(RiskSettings.trading_state_reason).where(RiskSettings.user_id == user_id)
+    found, value, hold, state, reason = db.session.execute(
+        db.select(
+            *global_state_columns(),
+            _hold_reason(connection_id).scalar_subquery(),
+            user_state,
+            user_reason.scalar_subquery(),
+        )
+    ).one()
+    global_status = global_status_of(found, value)
+    return RiskSnapshot(
+        now=now or utcnow(),
+        user_state=TradingState(state or TradingState.ACTIVE),
+        user_state_reason=reason or "",
+        global_state=global_status.state,
+        global_state_reason=global_status.reason,
+        connection_state=TradingState.ACTIVE if hold is None else TradingState.REDUCING,
+        connection_state_reason=hold or "",
     )
 
 

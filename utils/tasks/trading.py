@@ -9,7 +9,7 @@ from kombu.exceptions import OperationalError as QueueError
 
 from utils.exceptions import BrokerTemporaryError
 from utils.observability import get_logger
-from utils.services import execution, monitor, order_tracking, orders, task_locks
+from utils.services import execution, kill_switch, monitor, order_tracking, orders, task_locks
 
 log = get_logger(__name__)
 
@@ -101,6 +101,17 @@ def close_positions(breaches: list[monitor.Breach]) -> None:
     with close_position.app.producer_or_acquire() as producer:
         for breach in breaches:
             close_position.apply_async((breach.trade_id, breach.reason), producer=producer)
+
+
+@shared_task(
+    name="trading.cancel_working_entries",
+    ignore_result=True,
+    soft_time_limit=PASS_SOFT_LIMIT,
+    time_limit=PASS_HARD_LIMIT,
+)
+def cancel_working_entries(user_id: int | None, reason: str) -> dict[str, int]:
+    """After a halt: cancel the working entry orders of one user (or of everyone) at their brokers."""
+    return vars(kill_switch.cancel_working_entries(user_id, reason or "trading halted"))
 
 
 def enqueue_submit(order_id: int) -> None:

@@ -12,7 +12,8 @@ from wtforms.validators import DataRequired, Length, Optional
 
 from models import User
 from utils.enums import TradingState
-from utils.services import risk, risk_limits, trading_state, users
+from utils.services import kill_switch, risk, risk_limits, trading_state, users
+from utils.tasks import trading as trading_tasks
 from utils.web.feedback import attempt
 from utils.web.forms import ActionForm
 
@@ -29,6 +30,7 @@ class TradingStateForm(FlaskForm):
 
     state = SelectField("Trading state", choices=STATES)
     reason = StringField("Reason (required to restrict)", validators=[Optional(), Length(max=300)])
+    cancel_working = BooleanField("Also cancel working entry orders at the broker (exits are never cancelled)")
     confirm = BooleanField("I understand this changes what can be traded", validators=[DataRequired()])
 
 
@@ -46,10 +48,11 @@ def set_global() -> ResponseReturnValue:
     form = TradingStateForm()
     if form.validate_on_submit():
         state = TradingState(form.state.data)
-        attempt(
-            lambda: trading_state.set_global_trading_state(current_user, state, form.reason.data or "", source="admin"),
-            f"Trading is now {state.value.upper()} platform-wide.",
+        restriction = attempt(
+            lambda: kill_switch.set_platform_state(current_user, state, form.reason.data or "", source="admin")
         )
+        if restriction is not None:
+            _after_restriction(restriction, form, None, "platform-wide")
     else:
         flash("Tick the confirmation box and give a reason to change the platform's trading state.", "error")
     return redirect(url_for("admin.trading.index"))
@@ -63,13 +66,26 @@ def set_user(user_id: int) -> ResponseReturnValue:
         user = attempt(lambda: users.get_user(user_id))
         if user is not None:
             state = TradingState(form.state.data)
-            attempt(
-                lambda: trading_state.set_user_trading_state(current_user, user, state, form.reason.data or ""),
-                f"{user.email} is now {state.value.upper()}.",
-            )
+            restriction = attempt(lambda: kill_switch.set_user_state(current_user, user, state, form.reason.data or ""))
+            if restriction is not None:
+                _after_restriction(restriction, form, user.id, f"for {user.email}")
     else:
         flash("Tick the confirmation box and give a reason to change this user's trading state.", "error")
     return redirect(url_for("admin.users.detail", user_id=user_id))
+
+
+def _after_restriction(
+    restriction: kill_switch.Restriction, form: TradingStateForm, user_id: int | None, scope: str
+) -> None:
+    """Say what the change did; hand the broker cancels of working entries to a worker when asked."""
+    status = restriction.status
+    message = f"Trading is now {status.state.value.upper()} {scope}."
+    if restriction.queued_cancelled:
+        message += f" {restriction.queued_cancelled} queued entry order(s) cancelled."
+    if form.cancel_working.data and status.state != TradingState.ACTIVE:
+        trading_tasks.cancel_working_entries.delay(user_id, status.reason)
+        message += " Working entry orders are being cancelled at the broker."
+    flash(message, "info")
 
 
 @bp.post("/users/<int:user_id>/limits")
