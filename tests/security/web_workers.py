@@ -42,8 +42,9 @@ class WebWorkers:
 
 
 @contextmanager
-def gunicorn(environ: dict[str, str], tmp_path: Path, workers: int = 2) -> Iterator[WebWorkers]:
-    """Sync workers: a busy worker cannot accept, so concurrent connections spread over all of them."""
+def gunicorn(environ: dict[str, str], tmp_path: Path, workers: int = 2, threads: int = 1) -> Iterator[WebWorkers]:
+    """Sync workers: a busy worker cannot accept, so concurrent connections spread over all of them.
+    With ``threads`` above 1, threaded workers: requests also run side by side inside each process."""
     port = str(free_port())
     marker = uuid.uuid4().hex
     child_env = environ | {
@@ -54,7 +55,8 @@ def gunicorn(environ: dict[str, str], tmp_path: Path, workers: int = 2) -> Itera
     }
     log_path = tmp_path / f"gunicorn-{port}.log"
     command = [
-        str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--worker-class", "sync",
+        str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
+        "--worker-class", "sync" if threads == 1 else "gthread",
         "--access-logfile", "-", "--access-logformat", ACCESS_FORMAT, "app:create_app()",
     ]  # fmt: skip
     with log_path.open("wb") as log:
