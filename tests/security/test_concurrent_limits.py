@@ -70,9 +70,7 @@ def _post_all_at_once(url: str, calls: list[tuple[dict[str, Any], dict[str, str]
         return list(pool.map(post, calls))
 
 
-def test_parallel_entries_never_exceed_an_aggregate_limit(
-    app: Flask, environ: dict[str, str], tmp_path: Path
-) -> None:
+def test_parallel_entries_never_exceed_an_aggregate_limit(app: Flask, environ: dict[str, str], tmp_path: Path) -> None:
     admin = make_user("root@example.com", Role.SUPERADMIN)
     traders = {}
     for email, limits in _limits(QUANTITY * ask(_any_paper_account(admin))).items():

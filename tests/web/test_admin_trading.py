@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from flask.testing import FlaskClient
 
-from models import AuditLog, BrokerConnection, User
+from models import AuditLog, BrokerConnection, Order, User
 from tests.support import login, make_user, post_form
 from tests.trading_support import ticket
-from utils.enums import Role, TradingState
+from utils.enums import OrderStatus, Role, TradingState
 from utils.exceptions import RiskLimitExceededError
 from utils.extensions import db
 from utils.services import execution, orders, positions, risk, trading_state
@@ -76,3 +76,15 @@ def test_an_admin_sets_a_users_limits_and_a_bad_value_changes_nothing(
     assert "must be a number" in client.get(page).get_data(as_text=True)
     db.session.expire_all()
     assert risk.limits_for(trader).max_order_notional == 1, "one bad field: nothing saved"
+
+
+def test_halting_a_user_cancels_their_queued_entries_and_working_ones_on_request(
+    client: FlaskClient, superadmin: User, trader: User, paper: BrokerConnection
+) -> None:
+    queued = orders.place_order(trader, ticket(paper))
+    form = {"state": "halted", "reason": "margin review", "confirm": "y", "cancel_working": "y"}
+    post_form(client, f"/admin/users/{trader.id}", f"/admin/trading/users/{trader.id}", form)
+    page = client.get(f"/admin/users/{trader.id}").get_data(as_text=True)
+    assert "1 queued entry order(s) cancelled. Working entry orders are being cancelled at the broker." in page
+    db.session.expire_all()
+    assert db.session.get_one(Order, queued.id).status == OrderStatus.CANCELLED
