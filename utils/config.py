@@ -177,7 +177,11 @@ def _security_settings(read: _Reader, env: str) -> dict[str, Any]:
         # login keeps working (and limited) instead of failing; order entries are refused anyway.
         "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
         "LOGIN_LIMIT_PER_IP": read.text("LOGIN_LIMIT_PER_IP", "30 per 5 minutes"),
-        "LOGIN_LIMIT_PER_ACCOUNT": read.text("LOGIN_LIMIT_PER_ACCOUNT", "5 per 5 minutes"),
+        # FAILED password and code checks (services.credential_checks), per account from one address
+        # and per account from every address together. One address alone (at most 20 failures an
+        # hour) cannot reach the account's own limit, so it cannot lock the owner out.
+        "LOGIN_LIMIT_PER_ACCOUNT_ADDRESS": read.text("LOGIN_LIMIT_PER_ACCOUNT_ADDRESS", "5 per 5 minutes; 20 per hour"),
+        "LOGIN_LIMIT_PER_ACCOUNT": read.text("LOGIN_LIMIT_PER_ACCOUNT", "50 per hour"),
         "API_RATE_LIMIT": read.text("API_RATE_LIMIT", "300 per minute"),
         "API_ORDER_RATE_LIMIT": read.text("API_ORDER_RATE_LIMIT", "60 per minute"),
         "PASSWORD_MIN_LENGTH": read.number("PASSWORD_MIN_LENGTH", 12, 8),

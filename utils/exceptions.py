@@ -76,6 +76,15 @@ class ConflictError(ArbionError):
     default_message = "That conflicts with the current state."
 
 
+class TooManyAttemptsError(ArbionError):
+    """Too many failed password or code checks for this account from this address, or from
+    everywhere (services.credential_checks); ``details["retry_after"]`` is in seconds."""
+
+    status = 429
+    code = "rate_limited"
+    default_message = "Too many attempts. Please wait a few minutes and try again."
+
+
 # ---------------------------------------------------------------------------- trading
 
 

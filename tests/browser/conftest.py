@@ -33,6 +33,7 @@ FAST_INTERVALS = {
     # Many logins from one address in one run: the limits themselves are tested in tests/web.
     "LOGIN_LIMIT_PER_IP": "1000 per minute",
     "LOGIN_LIMIT_PER_ACCOUNT": "1000 per minute",
+    "LOGIN_LIMIT_PER_ACCOUNT_ADDRESS": "1000 per minute",
 }
 
 

@@ -127,10 +127,11 @@ def test_an_old_or_revoked_pending_sign_in_is_refused(app: Flask) -> None:
 def test_disabling_needs_the_password_and_a_code(app: Flask) -> None:
     user = make_user()
     secret, _ = enrolled(user)
-    with pytest.raises(InvalidInputError, match="password"):
+    with pytest.raises(InvalidInputError, match=r"^The password or the code is not correct\.$"):
         two_factor.disable(user, "wrong password", code_for(secret))
-    with pytest.raises(InvalidInputError, match="not valid"):
+    with pytest.raises(InvalidInputError, match=r"^The password or the code is not correct\.$"):
         two_factor.disable(user, DEFAULT_PASSWORD, wrong_code(secret))
+    assert [entry.action for entry in audit.recent(2)] == ["two_factor.disable_failed"] * 2, "both failures audited"
     assert two_factor.is_enabled(user)
     two_factor.disable(user, DEFAULT_PASSWORD, code_for(secret))
     db.session.expire_all()

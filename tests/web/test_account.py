@@ -47,11 +47,24 @@ def test_a_new_email_needs_the_current_password(client: FlaskClient, trader: Use
     assert login(client.application.test_client(), "new@example.com").status_code == 302, "logs in with the new email"
 
 
-def test_an_email_taken_or_invalid_is_refused_with_the_reason(client: FlaskClient, trader: User) -> None:
+def test_a_taken_email_answers_like_a_free_one_and_changes_nothing(client: FlaskClient, trader: User) -> None:
     make_user("taken@example.com")
     login(client, "trader@example.com")
     taken = save_profile(client, email="taken@example.com", current_password=DEFAULT_PASSWORD)
-    assert taken.status_code == 409 and "already exists" in taken.get_data(as_text=True)
+    taken_page = client.get("/account/profile").get_data(as_text=True)
+    free = save_profile(client, email="free@example.com", current_password=DEFAULT_PASSWORD)
+    free_page = client.get("/account/profile").get_data(as_text=True)
+    assert (taken.status_code, taken.headers["Location"]) == (free.status_code, free.headers["Location"])
+    assert "Your profile was saved." in taken_page and "Your profile was saved." in free_page
+    assert "already" not in taken_page and "taken@example.com" not in taken_page
+    db.session.expire_all()
+    assert db.session.get_one(User, trader.id).email == "free@example.com", "only the free address was taken"
+    refused = [entry for entry in audit.recent() if entry.action == "user.email_change_refused"]
+    assert [(entry.actor_id, entry.details) for entry in refused] == [(trader.id, {"reason": "email in use"})]
+
+
+def test_an_invalid_email_is_refused_with_the_reason(client: FlaskClient, trader: User) -> None:
+    login(client, "trader@example.com")
     invalid = save_profile(client, email="not-an-email", current_password=DEFAULT_PASSWORD)
     assert invalid.status_code == 422 and "Invalid email" in invalid.get_data(as_text=True)
     db.session.expire_all()

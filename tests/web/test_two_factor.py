@@ -10,24 +10,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from models import User
-from tests.support import DEFAULT_PASSWORD, csrf_token, login, make_user, post_form
-from tests.two_factor_support import code_for, wrong_code
+from tests.support import DEFAULT_PASSWORD, login, make_user, post_form
+from tests.two_factor_support import code_for, enrol_through_the_page, wrong_code
 from utils.enums import Role
 from utils.extensions import db
 from utils.services import audit
-
-
-def enrol_through_the_page(client: FlaskClient) -> tuple[str, list[str]]:
-    """Enrol the logged-in user with the page's secret; return it and the recovery codes shown."""
-    page = client.get("/account/two-factor").get_data(as_text=True)
-    secret = re.search(r'<code id="totp-secret">([A-Z2-7]+)</code>', page)
-    assert secret, "the key is shown for typing it in"
-    token = csrf_token(client, "/account/two-factor")
-    shown = client.post("/account/two-factor/enable", data={"csrf_token": token, "code": pyotp.TOTP(secret[1]).now()})
-    assert shown.status_code == 200 and shown.headers["Cache-Control"] == "no-store"
-    codes = re.findall(r"<li><code>([a-z2-7-]{19})</code></li>", shown.get_data(as_text=True))
-    assert len(codes) == 10
-    return secret[1], codes
 
 
 def second_step(client: FlaskClient, code: str) -> object:

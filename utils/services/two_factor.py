@@ -14,6 +14,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, NoReturn
 
 import pyotp
@@ -26,7 +27,7 @@ from utils.extensions import db
 from utils.money import utcnow
 from utils.passwords import verify_password
 from utils.rowlock import claimed
-from utils.services import audit, users
+from utils.services import audit, credential_checks, users
 from utils.services.credentials import encryptor
 
 ISSUER = "ArbionTrader"
@@ -37,6 +38,7 @@ VALID_WINDOW = 1
 # How long a correct password waits for its second step before the login starts over.
 SIGN_IN_SECONDS = 300
 INVALID_CODE = "That code is not valid. Enter the current 6-digit code from your app, or a recovery code."
+IDENTITY_NOT_CONFIRMED = "The password or the code is not correct."
 
 
 @dataclass(frozen=True)
@@ -104,13 +106,17 @@ def replace_recovery_codes(user: User, password: str, code: str) -> list[str]:
 
 
 def _confirm_identity(user: User, password: str, code: str, failed_action: str) -> None:
-    """The password and a current code (or a recovery code) of a user with two-factor on."""
+    """The password and a current code (or a recovery code) of a user with two-factor on: one limited,
+    audited check with one answer, whichever of the two is wrong."""
     if not is_enabled(user):
         raise ConflictError("Two-factor sign-in is not on.")
-    if not verify_password(user.password_hash, password):
-        raise InvalidInputError("The password is not correct.", details={"field": "password"})
-    if _accept_code(user, code) is None:
-        _refuse(user, failed_action, InvalidInputError(INVALID_CODE, details={"field": "code"}))
+
+    def both_match() -> bool:
+        # The code is only tried (and a right one used up) once the password matched.
+        return verify_password(user.password_hash, password) and _accept_code(user, code) is not None
+
+    if not credential_checks.check(failed_action, user.email, both_match, actor=user):
+        raise InvalidInputError(IDENTITY_NOT_CONFIRMED)
 
 
 def pending_sign_in(user: User) -> dict[str, int]:
@@ -124,9 +130,10 @@ def finish_sign_in(pending: Any, code: str) -> User:
     AuthenticationRequiredError when the step expired, the account changed since, or the code is wrong.
     """
     user = _pending_user(pending)
-    method = _accept_code(user, code)
+    accept = partial(_accept_code, user, code)
+    method = credential_checks.check("auth.two_factor_failed", user.email, accept, actor=user)
     if method is None:
-        _refuse(user, "auth.two_factor_failed", AuthenticationRequiredError(INVALID_CODE))
+        raise AuthenticationRequiredError(INVALID_CODE)
     users.record_login(user, method=str(method))
     return user
 

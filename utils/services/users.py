@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from functools import partial
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
@@ -32,7 +33,7 @@ from utils.extensions import db
 from utils.money import utcnow
 from utils.observability import get_logger
 from utils.passwords import burn_verification_time, hash_password, needs_rehash, password_problems, verify_password
-from utils.services import audit
+from utils.services import audit, credential_checks
 
 log = get_logger(__name__)
 LOGIN_FAILED_MESSAGE = "Invalid email or password."
@@ -114,15 +115,17 @@ def create_user(
 
 
 def authenticate(email: str, password: str) -> User:
-    """The active user with these credentials; AuthenticationRequiredError otherwise (audited)."""
+    """The active user with these credentials; AuthenticationRequiredError otherwise (audited).
+
+    Limited per account and address by services.credential_checks; unknown, deactivated and
+    active accounts answer alike, in the same time.
+    """
     user = find_by_email(email)
+    # Only a real email is kept: people do type their password into the email field.
+    typed = email.strip().lower()[:254] if is_email(email) else "(not an email address)"
+    verify = partial(_signed_in_user, user, password)
+    user = credential_checks.check("auth.login_failed", email, verify, actor=user, details={"email": typed})
     if user is None:
-        burn_verification_time()
-    if user is None or not user.active or not verify_password(user.password_hash, password):
-        # Only a real email is kept: people do type their password into the email field.
-        typed = email.strip().lower()[:254] if is_email(email) else "(not an email address)"
-        audit.record("auth.login_failed", actor=user, details={"email": typed})
-        db.session.commit()
         raise AuthenticationRequiredError(LOGIN_FAILED_MESSAGE)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
@@ -133,6 +136,15 @@ def authenticate(email: str, password: str) -> User:
         return user
     record_login(user)
     return user
+
+
+def _signed_in_user(user: User | None, password: str) -> User | None:
+    """The user when active and the password matches. One argon2 verification whoever is asked
+    about: an unknown or deactivated account is checked against a dummy hash, so it answers as slowly."""
+    if user is None or not user.active:
+        burn_verification_time()
+        return None
+    return user if verify_password(user.password_hash, password) else None
 
 
 def record_login(user: User, method: str = "password") -> None:
@@ -162,7 +174,7 @@ def logout(user: User) -> None:
 
 def change_password(user: User, current_password: str, new_password: str) -> None:
     """Change one's own password after re-checking the current one; other sessions end."""
-    if not verify_password(user.password_hash, current_password):
+    if not password_confirmed(user, current_password, "user.password_change_failed"):
         raise InvalidInputError("The current password is not correct.", details={"field": "current_password"})
     check_password_policy(new_password, user.email)
     _set_password(user, new_password)
@@ -170,25 +182,37 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
     db.session.commit()
 
 
+def password_confirmed(user: User, password: str, failure_action: str) -> bool:
+    """True when ``password`` is the user's own: a limited check whose failure is audited as
+    ``failure_action`` (TooManyAttemptsError once the failures are used up)."""
+    verify = partial(verify_password, user.password_hash, password)
+    return credential_checks.check(failure_action, user.email, verify, actor=user)
+
+
 def update_profile(user: User, display_name: str, email: str, current_password: str) -> User:
-    """Change one's own name and email; a new email needs the current password. Commit and audit."""
+    """Change one's own name and email; a new email needs the current password. Commit and audit.
+
+    An email another account uses is not taken (audited), and the answer is the same as when it is
+    free, so the form cannot tell who has an account. There is no mail yet to confirm an address.
+    """
     email = normalise_email(email)
     changes: dict[str, str] = {}
     if email != user.email:
-        if not verify_password(user.password_hash, current_password):
+        if not password_confirmed(user, current_password, "user.email_change_failed"):
             raise InvalidInputError(
                 "Enter your current password to change your email.", details={"field": "current_password"}
             )
-        if find_by_email(email) is not None:
-            raise ConflictError("A user with that email already exists.", details={"field": "email"})
-        changes["email"] = email
+        if find_by_email(email) is None:
+            changes["email"] = email
+        else:
+            audit.record("user.email_change_refused", actor=user, subject=user, details={"reason": "email in use"})
     if display_name.strip()[:120] != user.display_name:
         changes["display_name"] = display_name.strip()[:120]
     for name, value in changes.items():
         setattr(user, name, value)
     if changes:
         audit.record("user.profile_update", actor=user, subject=user, details={"changed": sorted(changes)})
-        db.session.commit()
+    db.session.commit()
     return user
 
 

@@ -1,5 +1,5 @@
 """Login (password, then a two-factor code when the user has one) and logout, rate limited per IP
-and per account."""
+here and by failed checks per account in services.credential_checks."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from wtforms import EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from models import User
-from utils.exceptions import AuthenticationRequiredError
+from utils.exceptions import ArbionError
 from utils.extensions import limiter
 from utils.services import two_factor, users
 from utils.web import public
+from utils.web.errors import retry_after
 from utils.web.safety import safe_next
 from utils.web.session_limits import start_session_clock
 
@@ -40,19 +41,6 @@ def _per_ip_limit() -> str:
     return str(current_app.config["LOGIN_LIMIT_PER_IP"])
 
 
-def _per_account_limit() -> str:
-    return str(current_app.config["LOGIN_LIMIT_PER_ACCOUNT"])
-
-
-def _account_key() -> str:
-    return "login-account:" + request.form.get("email", "").strip().lower()[:254]
-
-
-def _pending_key() -> str:
-    pending = session.get(PENDING_SIGN_IN) or {}
-    return f"two-factor-account:{pending.get('user_id', '')}"
-
-
 def _sign_in(user: User) -> None:
     """Log the user in with a fresh clock for the idle and absolute session timeouts."""
     login_user(user)
@@ -70,9 +58,6 @@ def _landing(user: User, next_url: str | None) -> str:
 @bp.route("/login", methods=["GET", "POST"])
 @public
 @limiter.limit(_per_ip_limit, methods=["POST"], scope="login-ip")
-# Every attempt counts (not only failures): the check and the count are one atomic step, so parallel
-# guesses cannot all pass the check before the first failure is counted.
-@limiter.limit(_per_account_limit, methods=["POST"], key_func=_account_key)
 def login() -> ResponseReturnValue:
     """Show the login form; on valid credentials start a fresh session."""
     if current_user.is_authenticated:
@@ -82,10 +67,10 @@ def login() -> ResponseReturnValue:
         return render_template("auth/login.html", form=form), 400 if form.errors else 200
     try:
         user = users.authenticate(form.email.data, form.password.data)
-    except AuthenticationRequiredError as exc:
+    except ArbionError as exc:
         flash(exc.message, "error")
         form.email.data = form.email.data if users.is_email(form.email.data) else ""  # maybe a password
-        return render_template("auth/login.html", form=form), 401
+        return render_template("auth/login.html", form=form), exc.status, retry_after(exc)
     session.clear()
     if two_factor.is_enabled(user):
         session[PENDING_SIGN_IN] = {**two_factor.pending_sign_in(user), "next": safe_next(form.next.data)}
@@ -97,7 +82,6 @@ def login() -> ResponseReturnValue:
 @bp.route("/two-factor", methods=["GET", "POST"])
 @public
 @limiter.limit(_per_ip_limit, methods=["POST"], scope="two-factor-ip")
-@limiter.limit(_per_account_limit, methods=["POST"], key_func=_pending_key)
 def second_step() -> ResponseReturnValue:
     """After a correct password: the code from the authenticator app (or a recovery code)."""
     pending = session.get(PENDING_SIGN_IN)
@@ -108,9 +92,9 @@ def second_step() -> ResponseReturnValue:
         return render_template("auth/two_factor.html", form=form), 400 if form.errors else 200
     try:
         user = two_factor.finish_sign_in(pending, form.code.data)
-    except AuthenticationRequiredError as exc:
+    except ArbionError as exc:
         flash(exc.message, "error")
-        return render_template("auth/two_factor.html", form=form), 401
+        return render_template("auth/two_factor.html", form=form), exc.status, retry_after(exc)
     session.clear()
     _sign_in(user)
     return redirect(safe_next(str(pending.get("next", ""))))

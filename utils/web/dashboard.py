@@ -9,7 +9,7 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField
 from wtforms.validators import DataRequired, EqualTo, Length
 
-from utils.exceptions import InvalidInputError
+from utils.exceptions import ArbionError
 from utils.services import portfolio, users
 
 bp = Blueprint("dashboard", __name__)
@@ -45,9 +45,9 @@ def change_password() -> ResponseReturnValue:
         return render_template("dashboard/password.html", form=form), 400 if form.errors else 200
     try:
         users.change_password(current_user, form.current_password.data, form.new_password.data)
-    except InvalidInputError as exc:
+    except ArbionError as exc:
         flash(exc.message, "error")
-        return render_template("dashboard/password.html", form=form), 422
+        return render_template("dashboard/password.html", form=form), exc.status
     login_user(current_user._get_current_object())
     flash("Your password has been changed. Other sessions were signed out.", "info")
     return redirect(url_for("dashboard.index"))

@@ -61,7 +61,15 @@ def error_response(status: int, code: str, message: str, details: dict[str, Any]
 
 def render_error(error: ArbionError) -> Response:
     """Render one of our errors for whoever asked."""
-    return error_response(error.status, error.code, error.message, error.details)
+    response = error_response(error.status, error.code, error.message, error.details)
+    response.headers.update(retry_after(error))
+    return response
+
+
+def retry_after(error: ArbionError) -> dict[str, str]:
+    """The Retry-After header of a 429 that says when to try again; no header otherwise."""
+    seconds = error.details.get("retry_after")
+    return {"Retry-After": str(seconds)} if error.status == 429 and seconds else {}
 
 
 def unauthorized() -> Any:
