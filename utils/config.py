@@ -70,13 +70,13 @@ class _Reader:
         return value
 
     def ports(self, name: str, default: str) -> tuple[int, ...]:
-        """A comma-separated list of TCP ports (1-65535)."""
+        """A comma-separated list of TCP port numbers (1-65535)."""
         raw = self.text(name, default)
-        ports = tuple(int(part) for part in raw.split(",") if part.strip().isdigit() and 0 < int(part) < 65536)
-        if len(ports) != len(raw.split(",")):
-            self.problems.append(f"{name} must be comma-separated port numbers (1-65535), got {raw!r}.")
-            return tuple(int(part) for part in default.split(","))
-        return ports
+        parts = [part.strip() for part in raw.split(",")]
+        if all(part.isascii() and part.isdigit() and 0 < int(part) < 65536 for part in parts):
+            return tuple(int(part) for part in parts)
+        self.problems.append(f"{name} must be port numbers (1-65535) separated by commas, got {raw!r}.")
+        return tuple(int(part) for part in default.split(","))
 
     def limit_decimal(self, name: str, default: str) -> Decimal | None:
         """A non-negative decimal limit, or None (no limit) when set to "off" or "none"."""

@@ -264,7 +264,7 @@ def test_a_name_rebound_to_loopback_after_the_check_is_not_reached(
     ],
 )
 def test_a_name_with_any_non_public_answer_is_refused(trader: User, answers: list[str]) -> None:
-    with pytest.raises(InvalidInputError, match="public address|does not resolve"):
+    with pytest.raises(InvalidInputError, match=r"public address|does not resolve"):
         webhooks.set_webhook(trader, "https://hooks.example.test/hook", resolver=Resolver(answers))
     db.session.refresh(trader)
     assert trader.webhook_url is None
