@@ -117,7 +117,7 @@ def _deliver(notification: Notification, user: User, resolver: public_http.Resol
     try:
         status = public_http.post(*_vet(user.webhook_url or "", resolver), body, headers, TIMEOUT)
     except (public_http.DeliveryError, InvalidInputError) as exc:
-        log.warning("webhook.failed", notification_id=notification.id, error=type(exc).__name__)
+        log.warning("webhook.failed", notification_id=notification.id, error=type(exc.__cause__ or exc).__name__)
         return False
     if not 200 <= status < 300:
         log.warning("webhook.refused", notification_id=notification.id, status=status)
