@@ -146,7 +146,7 @@ def test_private_addresses_http_and_other_ports_only_when_the_policy_allows_them
     loose = public_http.Policy(allow_private=True)
     target = public_http.parse("http://127.0.0.1:8080/hook", loose)
     assert (target.host, target.port, target.host_header) == ("127.0.0.1", 8080, "127.0.0.1:8080")
-    assert public_http.resolve(target, loose) == "127.0.0.1"
+    assert public_http.resolve(target, loose) == ("127.0.0.1",)
     with pytest.raises(InvalidInputError, match="public address"):
         public_http.resolve(public_http.parse("https://127.0.0.1/hook", STRICT), STRICT)
     ports = public_http.Policy(allowed_ports=frozenset({443, 8443}))
@@ -160,7 +160,7 @@ def test_an_ip_literal_is_not_looked_up_and_a_failing_lookup_is_a_clear_refusal(
         raise AssertionError("an IP literal needs no lookup")
 
     target = public_http.parse("https://93.184.215.14/hook", STRICT)
-    assert public_http.resolve(target, STRICT, must_not_resolve) == "93.184.215.14"
+    assert public_http.resolve(target, STRICT, must_not_resolve) == ("93.184.215.14",)
     named = public_http.parse("https://hooks.example.com/hook", STRICT)
     for failure in (OSError("no such host"), UnicodeError("label too long")):
 
@@ -254,7 +254,7 @@ def test_the_pinned_connection_sends_sni_and_checks_the_certificate_for_the_name
 ) -> None:
     server, ca = tls_receiver
     port = server.server_address[1]
-    status = public_http.post(_target(HOOK_HOST, port), "127.0.0.1", b"{}", {}, (2, 2), ca_certs=str(ca))
+    status = public_http.post(_target(HOOK_HOST, port), ("127.0.0.1",), b"{}", {}, (2, 2), ca_certs=str(ca))
     assert status == 204
     assert server.server_names == [HOOK_HOST] and server.hosts == [f"{HOOK_HOST}:{port}"]
 
@@ -265,7 +265,7 @@ def test_a_certificate_for_another_name_or_an_unknown_issuer_is_refused(
     server, ca = tls_receiver
     port = server.server_address[1]
     with pytest.raises(public_http.DeliveryError):
-        public_http.post(_target("other.example.test", port), "127.0.0.1", b"{}", {}, (2, 2), ca_certs=str(ca))
+        public_http.post(_target("other.example.test", port), ("127.0.0.1",), b"{}", {}, (2, 2), ca_certs=str(ca))
     with pytest.raises(public_http.DeliveryError):
-        public_http.post(_target(HOOK_HOST, port), "127.0.0.1", b"{}", {}, (2, 2))  # certifi's bundle
+        public_http.post(_target(HOOK_HOST, port), ("127.0.0.1",), b"{}", {}, (2, 2))  # certifi's bundle
     assert server.hosts == [], "no request was sent over an unverified connection"

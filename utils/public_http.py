@@ -24,7 +24,7 @@ from typing import NoReturn
 
 import certifi
 import urllib3
-from urllib3.exceptions import HTTPError, LocationParseError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, LocationParseError
 from urllib3.util import parse_url
 
 from utils.exceptions import InvalidInputError
@@ -104,48 +104,36 @@ def parse(url: str, policy: Policy) -> Target:
     return Target(url, parts.scheme, host, port, request_target, host_header)
 
 
-def resolve(target: Target, policy: Policy, resolver: Resolver = system_resolve) -> str:
-    """Resolve the host once and return an address to connect to; every answer must be public."""
-    if _ip_literal(target.host) is not None:
-        answers: Sequence[str] = [target.host]
-    else:
-        try:
-            answers = resolver(target.host, target.port)
-        except (OSError, UnicodeError):
-            answers = []
-        if not answers:
-            _refuse("The URL's host name does not resolve.")
+def resolve(target: Target, policy: Policy, resolver: Resolver = system_resolve) -> tuple[str, ...]:
+    """Resolve the host once: the addresses to connect to, in order; every one must be public."""
+    answers = (target.host,) if _ip_literal(target.host) else _look_up(target, resolver)
     addresses = [_ip_literal(answer.split("%")[0]) for answer in answers]
     if not policy.allow_private and not all(address and is_public(address) for address in addresses):
         _refuse("The URL must point at a public address.")
-    return answers[0]
+    return answers
 
 
 def post(
     target: Target,
-    address: str,
+    addresses: tuple[str, ...],
     body: bytes,
     headers: Mapping[str, str],
     timeout: tuple[float, float],
     ca_certs: str | None = None,
 ) -> int:
-    """POST ``body`` to ``target`` over a connection to ``address``; the status (never redirected).
+    """POST ``body`` to ``target`` over a connection to the first of ``addresses`` that accepts one.
 
-    Certificates are checked against ``ca_certs`` (default: certifi's bundle, as requests does).
+    Returns the status; a redirect is never followed. Certificates are checked against
+    ``ca_certs`` (default: certifi's bundle, as requests does).
     """
-    pool = _pool(target, address, urllib3.Timeout(connect=timeout[0], read=timeout[1]), ca_certs or certifi.where())
+    timeouts = urllib3.Timeout(connect=timeout[0], read=timeout[1])
     try:
-        with pool:
-            response = pool.urlopen(
-                "POST",
-                target.request_target,
-                body=body,
-                headers={**headers, "Host": target.host_header},
-                redirect=False,
-                retries=False,
-                preload_content=False,
-            )
-            return int(response.status)
+        for address in addresses[:-1]:
+            try:
+                return _post_once(_pool(target, address, timeouts, ca_certs), target, body, headers)
+            except ConnectTimeoutError:  # refused or timed out before anything was sent: try the next
+                continue
+        return _post_once(_pool(target, addresses[-1], timeouts, ca_certs), target, body, headers)
     except (HTTPError, OSError) as exc:
         raise DeliveryError(type(exc).__name__) from exc
 
@@ -202,7 +190,33 @@ def _check_port(port: int, policy: Policy) -> None:
         _refuse(f"The URL's port must be one of: {allowed}.")
 
 
-def _pool(target: Target, address: str, timeout: urllib3.Timeout, ca_certs: str) -> urllib3.HTTPConnectionPool:
+def _look_up(target: Target, resolver: Resolver) -> tuple[str, ...]:
+    """The resolver's answers for the target's host name (refused when there is none)."""
+    try:
+        answers = tuple(resolver(target.host, target.port))
+    except (OSError, UnicodeError):
+        answers = ()
+    if not answers:
+        _refuse("The URL's host name does not resolve.")
+    return answers
+
+
+def _post_once(pool: urllib3.HTTPConnectionPool, target: Target, body: bytes, headers: Mapping[str, str]) -> int:
+    """One POST over ``pool``, never redirected nor retried; the status."""
+    with pool:
+        response = pool.urlopen(
+            "POST",
+            target.request_target,
+            body=body,
+            headers={**headers, "Host": target.host_header},
+            redirect=False,
+            retries=False,
+            preload_content=False,
+        )
+        return int(response.status)
+
+
+def _pool(target: Target, address: str, timeout: urllib3.Timeout, ca_certs: str | None) -> urllib3.HTTPConnectionPool:
     """A connection pool to ``address`` that speaks to ``target.host`` (SNI and certificate name)."""
     if target.scheme == "http":
         return urllib3.HTTPConnectionPool(address, target.port, timeout=timeout, retries=False, maxsize=1)
@@ -213,7 +227,7 @@ def _pool(target: Target, address: str, timeout: urllib3.Timeout, ca_certs: str)
         retries=False,
         maxsize=1,
         cert_reqs="CERT_REQUIRED",
-        ca_certs=ca_certs,
+        ca_certs=ca_certs or certifi.where(),
         server_hostname=target.host,
         assert_hostname=target.host,
     )

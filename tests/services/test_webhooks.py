@@ -276,3 +276,15 @@ def test_a_url_saved_before_the_rules_tightened_is_checked_again_at_delivery(
     app.config["WEBHOOK_ALLOW_PRIVATE_ADDRESSES"] = False
     assert notify_and_deliver(trader) == webhooks.DeliveryReport(sent=0, failed=1)
     assert receiver.received == []
+
+
+def test_an_address_that_refuses_the_connection_is_skipped_for_the_next_checked_one(
+    app: Flask, trader: User, receiver: Receiver
+) -> None:
+    """As a normal client does (a host with AAAA and A records, one of them unreachable)."""
+    app.config["WEBHOOK_ALLOW_PRIVATE_ADDRESSES"] = True
+    port = receiver.url.split(":")[2].split("/")[0]
+    resolver = Resolver(["127.0.0.2", "127.0.0.1"])  # the receiver listens on 127.0.0.1 only
+    webhooks.set_webhook(trader, f"http://hooks.example.test:{port}/hook", resolver=resolver)
+    assert notify_and_deliver(trader, resolver) == webhooks.DeliveryReport(sent=1, failed=0)
+    assert len(receiver.received) == 1

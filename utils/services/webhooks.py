@@ -126,8 +126,8 @@ def _deliver(notification: Notification, user: User, resolver: public_http.Resol
     return True
 
 
-def _vet(url: str, resolver: public_http.Resolver) -> tuple[public_http.Target, str]:
-    """The vetted target of ``url`` and the checked address to connect to (InvalidInputError if unsafe)."""
+def _vet(url: str, resolver: public_http.Resolver) -> tuple[public_http.Target, tuple[str, ...]]:
+    """The vetted target of ``url`` and the checked addresses to connect to (InvalidInputError if unsafe)."""
     config = current_app.config
     policy = public_http.Policy(frozenset(config["WEBHOOK_ALLOWED_PORTS"]), config["WEBHOOK_ALLOW_PRIVATE_ADDRESSES"])
     target = public_http.parse(url, policy)
