@@ -106,9 +106,9 @@ def parse(url: str, policy: Policy) -> Target:
 
 def resolve(target: Target, policy: Policy, resolver: Resolver = system_resolve) -> tuple[str, ...]:
     """Resolve the host once: the addresses to connect to, in order; every one must be public."""
-    answers = (target.host,) if _ip_literal(target.host) else _look_up(target, resolver)
+    answers = (target.host,) if _ip_literal(target.host) is not None else _look_up(target, resolver)
     addresses = [_ip_literal(answer.split("%")[0]) for answer in answers]
-    if not policy.allow_private and not all(address and is_public(address) for address in addresses):
+    if not policy.allow_private and not all(address is not None and is_public(address) for address in addresses):
         _refuse("The URL must point at a public address.")
     return answers
 
