@@ -234,4 +234,5 @@ def _pool(target: Target, address: str, timeout: urllib3.Timeout, ca_certs: str 
 
 
 def _refuse(message: str) -> NoReturn:
+    """Refuse the URL with ``message`` (a 4xx for the API, a flash message on the page)."""
     raise InvalidInputError(message, details={"field": "url"})
