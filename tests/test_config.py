@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support import TEST_ENCRYPTION_KEY
 from utils.config import load_config, normalise_database_url
+from utils.exceptions import ConfigurationError
 
 
 def test_development_uses_the_embedded_default(tmp_path: object) -> None:
@@ -31,3 +34,12 @@ def test_env_example_documents_every_setting() -> None:
     documented = set(re.findall(r"^([A-Z_]+)=", (root / "env.example").read_text(), re.MULTILINE))
     assert read, "the settings reader changed shape: update this test"
     assert read - documented == set()
+
+
+def test_webhook_ports_are_443_unless_listed() -> None:
+    base = {"ARBION_ENV": "development", "SECRET_KEY": "s", "ENCRYPTION_KEY": TEST_ENCRYPTION_KEY}
+    assert load_config(base)["WEBHOOK_ALLOWED_PORTS"] == (443,)
+    assert load_config(base | {"WEBHOOK_ALLOWED_PORTS": "443, 8443"})["WEBHOOK_ALLOWED_PORTS"] == (443, 8443)
+    for bad in ("0", "65536", "443,", "https", "-1", "44\uff13"):
+        with pytest.raises(ConfigurationError, match="WEBHOOK_ALLOWED_PORTS must be port numbers"):
+            load_config(base | {"WEBHOOK_ALLOWED_PORTS": bad})

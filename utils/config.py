@@ -69,6 +69,15 @@ class _Reader:
             return Decimal(default)
         return value
 
+    def ports(self, name: str, default: str) -> tuple[int, ...]:
+        """A comma-separated list of TCP port numbers (1-65535)."""
+        raw = self.text(name, default)
+        parts = [part.strip() for part in raw.split(",")]
+        if all(part.isascii() and part.isdigit() and 0 < int(part) < 65536 for part in parts):
+            return tuple(int(part) for part in parts)
+        self.problems.append(f"{name} must be port numbers (1-65535) separated by commas, got {raw!r}.")
+        return tuple(int(part) for part in default.split(","))
+
     def limit_decimal(self, name: str, default: str) -> Decimal | None:
         """A non-negative decimal limit, or None (no limit) when set to "off" or "none"."""
         return None if self.text(name).lower() in _NO_LIMIT else self.decimal(name, default)
@@ -225,6 +234,7 @@ def _broker_settings(read: _Reader) -> dict[str, Any]:
         "EQUITY_SNAPSHOT_RETENTION_DAYS": read.number("EQUITY_SNAPSHOT_RETENTION_DAYS", 365, 1),
         "WEBHOOK_INTERVAL": read.number("WEBHOOK_INTERVAL", 10, 1),
         "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": read.flag("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False),
+        "WEBHOOK_ALLOWED_PORTS": read.ports("WEBHOOK_ALLOWED_PORTS", "443"),
         "RECONCILE_INTERVAL": read.number("RECONCILE_INTERVAL", 300, 30),
         "SCHWAB_CLIENT_ID": read.text("SCHWAB_CLIENT_ID"),
         "SCHWAB_CLIENT_SECRET": read.text("SCHWAB_CLIENT_SECRET"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -53,3 +54,27 @@ def test_the_webhook_secret_is_shown_once_and_a_bad_url_is_explained(app: Flask,
 
 def test_anonymous_visitors_are_sent_to_log_in(client: FlaskClient) -> None:
     assert client.get("/notifications/").status_code in (302, 401)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://example.com:99999/hook", "The URL is not valid"),
+        ("https://[::1/hook", "The URL is not valid"),
+        ("https://[::1]]/hook", "The URL is not valid"),
+        (f"https://{'a' * 64}.example.com/hook", "The host must be a DNS name"),
+        ("https://127.0.0.1\\@example.com/hook", "without spaces or backslashes"),
+        ("https://user:secret@example.com/hook", "must not contain a user name"),
+        ("https://2130706433/hook", "The host must be a DNS name"),
+        ("https://example.com:8443/hook", "port must be one of: 443"),
+    ],
+)
+def test_a_malformed_or_unsafe_webhook_url_is_explained_not_a_server_error(
+    client: FlaskClient, url: str, message: str
+) -> None:
+    user = signed_in(client)
+    refused = post_form(client, "/notifications/", "/notifications/webhook", {"url": url})
+    assert refused.status_code == 302
+    assert message in client.get("/notifications/").get_data(as_text=True)
+    db.session.refresh(user)
+    assert user.webhook_url is None

@@ -3,27 +3,26 @@
 The body is JSON; ``X-Arbion-Timestamp`` holds the Unix time and ``X-Arbion-Signature`` is
 ``sha256=`` + hex HMAC-SHA256 of ``"{timestamp}.{body}"`` with the user's secret, which is shown
 once when the webhook is set and stored encrypted. Delivery runs in the worker; a failed POST is
-tried again on later passes, up to MAX_ATTEMPTS. Private, loopback and link-local addresses are
-refused unless WEBHOOK_ALLOW_PRIVATE_ADDRESSES is set (a webhook must not reach inside the host).
+tried again on later passes, up to MAX_ATTEMPTS. The URL is vetted by ``utils.public_http`` when it
+is set and again at every delivery, which resolves the host once and connects to the checked
+address, never following a redirect: only public https endpoints on WEBHOOK_ALLOWED_PORTS, unless
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES is set (development and tests; production refuses it).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import secrets
-import socket
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import urlsplit
 
-import requests
 from flask import current_app
 
 from models import Notification, User
+from utils import public_http
 from utils.exceptions import InvalidInputError
 from utils.extensions import db
 from utils.money import utcnow
@@ -45,14 +44,14 @@ class DeliveryReport:
     failed: int = 0
 
 
-def set_webhook(user: User, url: str) -> str:
+def set_webhook(user: User, url: str, *, resolver: public_http.Resolver = public_http.system_resolve) -> str:
     """Point the user's notifications at ``url``; returns the new signing secret (shown once)."""
     url = url.strip()
-    _check_url(url)
+    target = _vet(url, resolver)[0]
     secret = secrets.token_urlsafe(32)
     user.webhook_url, user.webhook_since = url, utcnow()
     user.webhook_secret_encrypted = credentials.encryptor().encrypt(secret)
-    audit.record("webhook.set", actor=user, subject=user, details={"host": urlsplit(url).hostname})
+    audit.record("webhook.set", actor=user, subject=user, details={"host": target.host})
     db.session.commit()
     return secret
 
@@ -64,7 +63,7 @@ def clear_webhook(user: User) -> None:
     db.session.commit()
 
 
-def deliver_pending() -> DeliveryReport:
+def deliver_pending(*, resolver: public_http.Resolver = public_http.system_resolve) -> DeliveryReport:
     """POST every notification not yet delivered to its user's webhook (commits per notification)."""
     report = DeliveryReport()
     statement = (
@@ -81,7 +80,7 @@ def deliver_pending() -> DeliveryReport:
         .limit(BATCH)
     )
     for notification, user in db.session.execute(statement).all():
-        if _deliver(notification, user):
+        if _deliver(notification, user, resolver):
             report.sent += 1
         else:
             report.failed += 1
@@ -95,7 +94,7 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={digest}"
 
 
-def _deliver(notification: Notification, user: User) -> bool:
+def _deliver(notification: Notification, user: User, resolver: public_http.Resolver) -> bool:
     body = json.dumps(
         {
             "id": notification.id,
@@ -116,32 +115,20 @@ def _deliver(notification: Notification, user: User) -> bool:
     }
     notification.webhook_attempts += 1
     try:
-        _check_url(user.webhook_url or "")
-        response = requests.post(user.webhook_url or "", data=body, headers=headers, timeout=TIMEOUT)
-    except (requests.RequestException, InvalidInputError) as exc:
-        log.warning("webhook.failed", notification_id=notification.id, error=type(exc).__name__)
+        status = public_http.post(*_vet(user.webhook_url or "", resolver), body, headers, TIMEOUT)
+    except (public_http.DeliveryError, InvalidInputError) as exc:
+        log.warning("webhook.failed", notification_id=notification.id, error=type(exc.__cause__ or exc).__name__)
         return False
-    if not 200 <= response.status_code < 300:
-        log.warning("webhook.refused", notification_id=notification.id, status=response.status_code)
+    if not 200 <= status < 300:
+        log.warning("webhook.refused", notification_id=notification.id, status=status)
         return False
     notification.webhook_sent_at = utcnow()
     return True
 
 
-def _check_url(url: str) -> None:
-    """An http(s) URL whose host resolves only to public addresses (unless private ones are allowed)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname or len(url) > 500:
-        raise InvalidInputError(
-            "The webhook must be an http(s) URL of at most 500 characters.", details={"field": "url"}
-        )
-    if current_app.config["WEBHOOK_ALLOW_PRIVATE_ADDRESSES"]:
-        return
-    if parts.scheme != "https":
-        raise InvalidInputError("The webhook must use https.", details={"field": "url"})
-    try:
-        addresses = {str(info[4][0]) for info in socket.getaddrinfo(parts.hostname, parts.port or 443)}
-    except OSError as exc:
-        raise InvalidInputError("The webhook's host name does not resolve.", details={"field": "url"}) from exc
-    if any(not ipaddress.ip_address(address.split("%")[0]).is_global for address in addresses):
-        raise InvalidInputError("The webhook must point at a public address.", details={"field": "url"})
+def _vet(url: str, resolver: public_http.Resolver) -> tuple[public_http.Target, tuple[str, ...]]:
+    """The vetted target of ``url`` and the checked addresses to connect to (InvalidInputError if unsafe)."""
+    config = current_app.config
+    policy = public_http.Policy(frozenset(config["WEBHOOK_ALLOWED_PORTS"]), config["WEBHOOK_ALLOW_PRIVATE_ADDRESSES"])
+    target = public_http.parse(url, policy)
+    return target, public_http.resolve(target, policy, resolver)
