@@ -29,7 +29,7 @@ def test_env_example_documents_every_setting() -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    read = set(re.findall(r'(?:text|flag|number|decimal)\("([A-Z_]+)"', (root / "utils/config.py").read_text()))
+    read = set(re.findall(r'(?:text|flag|number|decimal|ports)\("([A-Z_]+)"', (root / "utils/config.py").read_text()))
     read |= set(re.findall(r'"(ENCRYPTION_[A-Z_]+|SESSION_SECRET)"', (root / "utils/encryption.py").read_text()))
     documented = set(re.findall(r"^([A-Z_]+)=", (root / "env.example").read_text(), re.MULTILINE))
     assert read, "the settings reader changed shape: update this test"
