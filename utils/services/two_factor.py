@@ -24,7 +24,6 @@ from utils.encryption import CredentialDecryptError
 from utils.exceptions import AuthenticationRequiredError, ConflictError, InvalidInputError
 from utils.extensions import db
 from utils.money import utcnow
-from utils.passwords import verify_password
 from utils.rowlock import claimed
 from utils.services import audit, users
 from utils.services.credentials import encryptor
@@ -103,14 +102,19 @@ def replace_recovery_codes(user: User, password: str, code: str) -> list[str]:
     return codes
 
 
+def confirm_identity(user: User, password: str, code: str, failed_action: str) -> None:
+    """Re-check a signed-in user before a sensitive action: the password, and a current code (or a
+    recovery code) when two-factor is on. Failures are audited as ``failed_action``; InvalidInputError."""
+    users.confirm_password(user, password, failed_action)
+    if is_enabled(user) and _accept_code(user, code) is None:
+        _refuse(user, failed_action, InvalidInputError(INVALID_CODE, details={"field": "code"}))
+
+
 def _confirm_identity(user: User, password: str, code: str, failed_action: str) -> None:
     """The password and a current code (or a recovery code) of a user with two-factor on."""
     if not is_enabled(user):
         raise ConflictError("Two-factor sign-in is not on.")
-    if not verify_password(user.password_hash, password):
-        raise InvalidInputError("The password is not correct.", details={"field": "password"})
-    if _accept_code(user, code) is None:
-        _refuse(user, failed_action, InvalidInputError(INVALID_CODE, details={"field": "code"}))
+    confirm_identity(user, password, code, failed_action)
 
 
 def pending_sign_in(user: User) -> dict[str, int]:
