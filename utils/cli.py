@@ -353,6 +353,7 @@ def create_token(email: str, name: str, scopes: str, expires_days: int | None) -
     except ArbionError as exc:
         raise click.ClickException(exc.message) from exc
     token = issued.token
-    click.echo(f"Token {token.name!r} for {user.email} (scopes: {token.scopes}, expires {token.expires_at:%Y-%m-%d %H:%M} UTC):")
+    expires = f"{token.expires_at:%Y-%m-%d %H:%M} UTC"
+    click.echo(f"Token {token.name!r} for {user.email} (scopes: {token.scopes}, expires {expires}):")
     click.echo(issued.plaintext)
     click.echo("Shown once: store it now. Send it as 'Authorization: Bearer <token>'.")
