@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support import TEST_ENCRYPTION_KEY
 from utils.config import load_config, normalise_database_url
+from utils.exceptions import ConfigurationError
 
 
 def test_development_uses_the_embedded_default(tmp_path: object) -> None:
@@ -31,3 +34,10 @@ def test_env_example_documents_every_setting() -> None:
     documented = set(re.findall(r"^([A-Z_]+)=", (root / "env.example").read_text(), re.MULTILINE))
     assert read, "the settings reader changed shape: update this test"
     assert read - documented == set()
+
+
+def test_token_lifetimes_are_read_and_a_default_past_the_maximum_is_refused() -> None:
+    base = {"ARBION_ENV": "development", "SECRET_KEY": "s", "ENCRYPTION_KEY": TEST_ENCRYPTION_KEY}
+    assert (load_config(base)["API_TOKEN_DEFAULT_DAYS"], load_config(base)["API_TOKEN_MAX_DAYS"]) == (90, 365)
+    with pytest.raises(ConfigurationError, match=r"API_TOKEN_DEFAULT_DAYS \(400\) must not exceed"):
+        load_config(base | {"API_TOKEN_DEFAULT_DAYS": "400"})

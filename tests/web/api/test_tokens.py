@@ -164,8 +164,10 @@ def test_every_token_expires_and_its_expiry_is_shown(client: FlaskClient, trader
     assert client.get("/api/v1/orders", headers={"Authorization": f"Bearer {issued.plaintext}"}).status_code == 401
 
 
-def test_the_lifetimes_follow_the_configuration(app: Flask, client: FlaskClient, trader: User) -> None:
-    app.config.update(API_TOKEN_DEFAULT_DAYS=7, API_TOKEN_MAX_DAYS=30)  # as API_TOKEN_*_DAYS in the environment
+def test_the_lifetimes_follow_their_settings(environ: dict[str, str], request: pytest.FixtureRequest) -> None:
+    environ.update(API_TOKEN_DEFAULT_DAYS="7", API_TOKEN_MAX_DAYS="30")
+    client: FlaskClient = request.getfixturevalue("client")
+    trader: User = request.getfixturevalue("trader")
     issued = api_tokens.create_token(trader, "week", ["read"])
     assert issued.token.expires_at - utcnow() == pytest.approx(timedelta(days=7), abs=timedelta(minutes=1))
     with pytest.raises(InvalidInputError, match="1 to 30 days"):
