@@ -88,52 +88,59 @@ def hsts_max_age(response: TestResponse) -> int:
 
 # Every view that shows a secret, and what on its page is the secret. Such a view is marked with
 # utils.web.safety.no_store; the test below checks the marks and this list agree both ways.
+TOTP_KEY = re.compile(r'<code id="totp-secret">([A-Z2-7]{32})</code>')
+RECOVERY_CODES = re.compile(r"<li><code>[a-z2-7-]{19}</code></li>")
 SECRET_PAGES = {
     "admin.users.reset_password": re.compile(r'<code class="secret">[^<]{20,}</code>'),
     "tokens.create": re.compile(r'<code class="token-secret">arb_[\w-]{43}</code>'),
-    "account.two_factor": re.compile(r'<code id="totp-secret">[A-Z2-7]{32}</code>'),
-    "account.enable_two_factor": re.compile(r"<li><code>[a-z2-7-]{19}</code></li>"),
-    "account.replace_recovery_codes": re.compile(r"<li><code>[a-z2-7-]{19}</code></li>"),
-    "account.disable_two_factor": re.compile(r'id="totp-disable"'),  # the form page a failed attempt shows again
+    "account.two_factor": TOTP_KEY,
+    "account.enable_two_factor": re.compile(f"{TOTP_KEY.pattern}|{RECOVERY_CODES.pattern}"),
+    "account.replace_recovery_codes": RECOVERY_CODES,
     "notifications.set_webhook": re.compile(r"Signing secret \(shown once, copy it now\): <code>[^<]{20,}</code>"),
 }
 
 
-def secret_pages(app: Flask, world: World) -> dict[str, TestResponse]:
-    """Each secret page, reached the way a user reaches it (a refused attempt for the disable form)."""
+def secret_pages(app: Flask, world: World) -> list[tuple[str, TestResponse]]:
+    """Each secret page, reached the way a user reaches it; enrolment also after a wrong code (the
+    page shows the key again)."""
     app.config["WEBHOOK_ALLOW_PRIVATE_ADDRESSES"] = True  # the test's hook is on the loopback
     owner, root = app.test_client(), app.test_client()
     login(owner, world.owner.email)
     login(root, world.root.email)
-    user_page = f"/admin/users/{world.other.id}"
-    pages = {
-        "admin.users.reset_password": post_form(root, user_page, f"{user_page}/reset-password"),
-        "tokens.create": post_form(
-            owner, "/account/tokens/", "/account/tokens/", {"name": "n", "scopes": "read", "password": DEFAULT_PASSWORD}
-        ),
-        "notifications.set_webhook": post_form(
-            owner, "/notifications/", "/notifications/webhook", {"url": "http://127.0.0.1:9/hook"}
-        ),
-        "account.two_factor": owner.get("/account/two-factor"),
-    }
-    secret = SECRET_PAGES["account.two_factor"].search(pages["account.two_factor"].get_data(as_text=True))
-    assert secret, "the enrolment page shows its key"
-    key = secret[0].split(">")[1].split("<")[0]
-    enrol = {"code": pyotp.TOTP(key).now()}
-    pages["account.enable_two_factor"] = post_form(owner, "/account/two-factor", "/account/two-factor/enable", enrol)
-    confirm = {"password": DEFAULT_PASSWORD, "code": code_for(key)}
-    pages["account.replace_recovery_codes"] = post_form(
-        owner, "/account/two-factor", "/account/two-factor/recovery-codes", confirm
+    user_page, token_fields = (
+        f"/admin/users/{world.other.id}",
+        {"name": "n", "scopes": "read", "password": DEFAULT_PASSWORD},
     )
-    wrong = {"password": DEFAULT_PASSWORD, "code": wrong_code(key)}
-    pages["account.disable_two_factor"] = post_form(owner, "/account/two-factor", "/account/two-factor/disable", wrong)
-    return pages
+    enrolment = owner.get("/account/two-factor")
+    key = TOTP_KEY.search(enrolment.get_data(as_text=True))
+    assert key, "the enrolment page shows its key"
+    two_factor_form, enable = "/account/two-factor", "/account/two-factor/enable"
+    return [
+        ("admin.users.reset_password", post_form(root, user_page, f"{user_page}/reset-password")),
+        ("tokens.create", post_form(owner, "/account/tokens/", "/account/tokens/", token_fields)),
+        (
+            "notifications.set_webhook",
+            post_form(owner, "/notifications/", "/notifications/webhook", {"url": "http://127.0.0.1:9/hook"}),
+        ),
+        ("account.two_factor", enrolment),
+        ("account.enable_two_factor", post_form(owner, two_factor_form, enable, {"code": wrong_code(key[1])})),
+        ("account.enable_two_factor", post_form(owner, two_factor_form, enable, {"code": pyotp.TOTP(key[1]).now()})),
+        (
+            "account.replace_recovery_codes",
+            post_form(
+                owner,
+                two_factor_form,
+                "/account/two-factor/recovery-codes",
+                {"password": DEFAULT_PASSWORD, "code": code_for(key[1])},
+            ),
+        ),
+    ]
 
 
 def test_every_page_that_shows_a_secret_is_never_stored(app: Flask, world: World) -> None:
     marked = {endpoint for endpoint, view in app.view_functions.items() if getattr(view, "shows_secret", False)}
     assert marked == set(SECRET_PAGES), "mark every view that shows a secret with @no_store, and list it here"
-    for endpoint, response in secret_pages(app, world).items():
+    for endpoint, response in secret_pages(app, world):
         assert SECRET_PAGES[endpoint].search(response.get_data(as_text=True)), f"{endpoint} shows its secret"
         assert response.headers["Cache-Control"] == "no-store", endpoint
 

@@ -84,7 +84,6 @@ def enable_two_factor() -> ResponseReturnValue:
 
 
 @bp.post("/two-factor/disable")
-@no_store
 def disable_two_factor() -> ResponseReturnValue:
     """Turn two-factor off (password and a code required)."""
     form = DisableForm()
