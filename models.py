@@ -160,7 +160,7 @@ class ApiToken(db.Model):  # type: ignore[name-defined]
     scopes: Mapped[str] = mapped_column(sa.String(200), nullable=False, default="read")
     created_at: Mapped[datetime] = created_at_column()
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 

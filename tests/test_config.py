@@ -43,3 +43,10 @@ def test_webhook_ports_are_443_unless_listed() -> None:
     for bad in ("0", "65536", "443,", "https", "-1", "44\uff13"):
         with pytest.raises(ConfigurationError, match="WEBHOOK_ALLOWED_PORTS must be port numbers"):
             load_config(base | {"WEBHOOK_ALLOWED_PORTS": bad})
+
+
+def test_token_lifetimes_are_read_and_a_default_past_the_maximum_is_refused() -> None:
+    base = {"ARBION_ENV": "development", "SECRET_KEY": "s", "ENCRYPTION_KEY": TEST_ENCRYPTION_KEY}
+    assert (load_config(base)["API_TOKEN_DEFAULT_DAYS"], load_config(base)["API_TOKEN_MAX_DAYS"]) == (90, 365)
+    with pytest.raises(ConfigurationError, match=r"API_TOKEN_DEFAULT_DAYS \(400\) must not exceed"):
+        load_config(base | {"API_TOKEN_DEFAULT_DAYS": "400"})

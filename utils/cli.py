@@ -347,7 +347,9 @@ def _serve(app: Flask, address: tuple[str, int], title: str, setting: str, *note
 @click.option("--user", "email", required=True, help="The e-mail of the user the token acts for.")
 @click.option("--name", required=True, help="What the token is for (shown in the token list).")
 @click.option("--scope", "scopes", default="read", show_default=True, help="Comma-separated: read, trade, admin.")
-@click.option("--expires-days", type=int, default=None, help="Days until the token expires (default: never).")
+@click.option(
+    "--expires-days", type=int, default=None, help="Days until the token expires (default: API_TOKEN_DEFAULT_DAYS)."
+)
 def create_token(email: str, name: str, scopes: str, expires_days: int | None) -> None:
     """Create an API token for a user and print it once (only its hash is stored)."""
     user = users.find_by_email(email)
@@ -357,6 +359,8 @@ def create_token(email: str, name: str, scopes: str, expires_days: int | None) -
         issued = api_tokens.create_token(user, name, scopes.split(","), expires_days)
     except ArbionError as exc:
         raise click.ClickException(exc.message) from exc
-    click.echo(f"Token {issued.token.name!r} for {user.email} (scopes: {issued.token.scopes}):")
+    token = issued.token
+    expires = f"{token.expires_at:%Y-%m-%d %H:%M} UTC"
+    click.echo(f"Token {token.name!r} for {user.email} (scopes: {token.scopes}, expires {expires}):")
     click.echo(issued.plaintext)
     click.echo("Shown once: store it now. Send it as 'Authorization: Bearer <token>'.")

@@ -193,12 +193,24 @@ def _security_settings(read: _Reader, env: str) -> dict[str, Any]:
         "LOGIN_LIMIT_PER_ACCOUNT": read.text("LOGIN_LIMIT_PER_ACCOUNT", "50 per hour"),
         "API_RATE_LIMIT": read.text("API_RATE_LIMIT", "300 per minute"),
         "API_ORDER_RATE_LIMIT": read.text("API_ORDER_RATE_LIMIT", "60 per minute"),
+        **_token_lifetimes(read),
         "PASSWORD_MIN_LENGTH": read.number("PASSWORD_MIN_LENGTH", 12, 8),
         "ADMIN_REQUIRE_TOTP": read.flag("ADMIN_REQUIRE_TOTP", env == "production"),
         "PROXY_FIX_X_FOR": read.number("PROXY_FIX_X_FOR", 0),
         "SUPERADMIN_EMAIL": read.text("SUPERADMIN_EMAIL"),
         "SUPERADMIN_PASSWORD": read.text("SUPERADMIN_PASSWORD"),
     }
+
+
+def _token_lifetimes(read: _Reader) -> dict[str, int]:
+    """How long a new API token lives by default, and at most (days)."""
+    default_days = read.number("API_TOKEN_DEFAULT_DAYS", 90, 1)
+    max_days = read.number("API_TOKEN_MAX_DAYS", 365, 1)
+    if default_days > max_days:
+        read.problems.append(
+            f"API_TOKEN_DEFAULT_DAYS ({default_days}) must not exceed API_TOKEN_MAX_DAYS ({max_days})."
+        )
+    return {"API_TOKEN_DEFAULT_DAYS": default_days, "API_TOKEN_MAX_DAYS": max_days}
 
 
 def _operations_settings(read: _Reader, env: str) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """SEC-04: a login starts a new session, logout revokes it on the server, idle and absolute timeouts
-end it on the server, and the cookie carries HttpOnly, SameSite and (in production) Secure.
+end it on the server, a password change or an admin reset ends every earlier session and API token
+(and tells the user), and the cookie carries HttpOnly, SameSite and (in production) Secure.
 
 Timeouts are tested by writing old timestamps into the signed session, as time passing would.
 """
@@ -13,8 +14,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
-from models import User
-from tests.support import TEST_DATABASE_URL, TEST_REDIS_URL, login, post_form
+from models import Notification, User
+from tests.support import DEFAULT_PASSWORD, TEST_DATABASE_URL, TEST_REDIS_URL, login, make_user, post_form
+from tests.web.api.conftest import bearer
+from utils.enums import Role
+from utils.extensions import db
 from utils.web.session_limits import SEEN_AT, SIGNED_IN_AT
 
 MINUTE = 60
@@ -58,6 +62,40 @@ def test_a_cookie_replayed_after_logout_is_refused_by_pages_and_the_api(app: Fla
     assert post_form(client, "/", "/auth/logout").status_code == 302
     assert not signed_in(replayed(app, stolen)), "a cookie copied before logout must not work after it"
     assert replayed(app, stolen).get("/api/v1/connections").status_code == 401
+
+
+def change_own_password(app: Flask, user: User) -> None:
+    """The user changes their password on the page, from the session they are signed in with."""
+    client = app.test_client()
+    login(client, user.email)
+    fields = {"current_password": DEFAULT_PASSWORD, "new_password": "a brand new passphrase", "confirm": ""}
+    fields["confirm"] = fields["new_password"]
+    assert post_form(client, "/account/password", "/account/password", fields).status_code == 302
+    assert signed_in(client), "the session that changed the password goes on"
+
+
+def reset_by_an_admin(app: Flask, user: User) -> None:
+    """A superadmin resets the user's password on the admin page."""
+    admin = app.test_client()
+    login(admin, make_user("root@example.com", Role.SUPERADMIN).email)
+    assert post_form(admin, f"/admin/users/{user.id}", f"/admin/users/{user.id}/reset-password").status_code == 200
+
+
+@pytest.mark.parametrize("change", [change_own_password, reset_by_an_admin])
+def test_a_password_change_or_reset_ends_earlier_sessions_and_tokens(app: Flask, trader: User, change: object) -> None:
+    thief = app.test_client()
+    login(thief, trader.email)
+    stolen = thief.get_cookie("session").value
+    tokens = [bearer(trader, ["read"]), bearer(trader, ["read", "trade"])]
+    assert all(thief.get("/api/v1/orders", headers=token).status_code == 200 for token in tokens)
+    change(app, trader)  # type: ignore[operator]
+    assert not signed_in(replayed(app, stolen)), "a cookie from before the change must not open pages"
+    assert replayed(app, stolen).get("/api/v1/connections").status_code == 401
+    for token in tokens:
+        assert app.test_client().get("/api/v1/orders", headers=token).status_code == 401
+    [notice] = db.session.scalars(db.select(Notification).where(Notification.user_id == trader.id)).all()
+    assert notice.kind == "account.password_changed" and notice.level == "warning"
+    assert "2 API token(s) were revoked" in notice.message
 
 
 def test_an_idle_session_ends_after_the_idle_timeout(app: Flask, trader: User) -> None:

@@ -1,4 +1,9 @@
-"""Personal API tokens: created once in plain text, stored as a SHA-256 hash, revoked by their owner.
+"""Personal API tokens: created once in plain text, stored as a SHA-256 hash, expiring, revoked by
+their owner (and all at once when their password changes or is reset, see services.users).
+
+A signed-in user creates one only after re-entering the password (and a two-factor code), so a
+stolen session cookie cannot be turned into a lasting credential. Every token expires: after
+API_TOKEN_DEFAULT_DAYS unless its creator picks another lifetime, at most API_TOKEN_MAX_DAYS.
 
 A token is ``arb_`` + 43 URL-safe random characters (256 bits), so a plain SHA-256 is enough: the
 database lookup of the hash is the comparison, and nothing about the secret is compared in Python
@@ -14,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flask import current_app
+
 from models import ApiToken, User
 from utils.exceptions import AuthenticationRequiredError, InvalidInputError, NotFoundError
 from utils.extensions import db
@@ -25,7 +32,6 @@ SCOPES = ("read", "trade", "admin")
 TOKEN_PREFIX = "arb_"  # nosec B105 # noqa: S105 - a marker that makes leaked tokens easy to scan for, not a secret
 SHOWN_PREFIX_LENGTH = 12
 MAX_NAME_LENGTH = 80
-MAX_LIFETIME_DAYS = 3650
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # at most one write per token per minute
 REFUSED_MESSAGE = "The API token is missing, unknown, revoked or expired."
 
@@ -48,31 +54,33 @@ class TokenIdentity:
 
 
 def create_token(user: User, name: str, scopes: Iterable[str], expires_in_days: int | None = None) -> IssuedToken:
-    """Issue a token with ``scopes`` (a subset of read, trade, admin); commit and audit."""
-    name = (name or "").strip()
-    if not name or len(name) > MAX_NAME_LENGTH:
-        raise InvalidInputError(
-            f"Give the token a name of 1 to {MAX_NAME_LENGTH} characters.", details={"field": "name"}
-        )
-    granted = _checked_scopes(user, scopes)
-    if expires_in_days is not None and not 1 <= expires_in_days <= MAX_LIFETIME_DAYS:
-        raise InvalidInputError(
-            f"A token expires after 1 to {MAX_LIFETIME_DAYS} days.", details={"field": "expires_in_days"}
-        )
-    plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken(
-        user_id=user.id,
-        name=name,
-        token_hash=token_hash(plaintext),
-        token_prefix=plaintext[:SHOWN_PREFIX_LENGTH],
-        scopes=",".join(scope for scope in SCOPES if scope in granted),
-        expires_at=utcnow() + timedelta(days=expires_in_days) if expires_in_days else None,
-    )
-    db.session.add(token)
-    db.session.flush()
-    audit.record("api_token.create", actor=user, subject=token, details={"name": name, "scopes": token.scopes})
-    db.session.commit()
-    return IssuedToken(token, plaintext)
+    """Issue a token with ``scopes`` (a subset of read, trade, admin) that expires after
+    ``expires_in_days`` (API_TOKEN_DEFAULT_DAYS when None); commit and audit. For trusted callers
+    (the operator's CLI): a signed-in user goes through create_confirmed_token."""
+    request = _checked_request(user, name, scopes, expires_in_days)
+    return _issue(user, request)
+
+
+def create_confirmed_token(
+    user: User, name: str, scopes: Iterable[str], expires_in_days: int | None, password: str, code: str
+) -> IssuedToken:
+    """create_token for a signed-in user, once they re-enter their password (and a two-factor code
+    when they have it on): a stolen session alone cannot mint a lasting token. Failures are audited."""
+    request = _checked_request(user, name, scopes, expires_in_days)  # before a one-time code is spent
+    two_factor.confirm_identity(user, password, code, "api_token.create_failed")
+    return _issue(user, request)
+
+
+def lifetime_choices() -> list[int]:
+    """The lifetimes (days) offered when creating a token: common ones up to the configured maximum."""
+    longest = current_app.config["API_TOKEN_MAX_DAYS"]
+    offered = {30, 90, 180, 365, current_app.config["API_TOKEN_DEFAULT_DAYS"], longest}
+    return sorted(days for days in offered if days <= longest)
+
+
+def default_lifetime() -> int:
+    """How many days a new token lives when its creator does not say (API_TOKEN_DEFAULT_DAYS)."""
+    return int(current_app.config["API_TOKEN_DEFAULT_DAYS"])
 
 
 def authenticate(plaintext: str) -> TokenIdentity:
@@ -83,7 +91,7 @@ def authenticate(plaintext: str) -> TokenIdentity:
         raise AuthenticationRequiredError(REFUSED_MESSAGE)
     token, user = found._tuple()
     now = utcnow()
-    if token.revoked_at is not None or (token.expires_at is not None and token.expires_at <= now) or not user.active:
+    if status_of(token) != "active" or not user.active:
         raise AuthenticationRequiredError(REFUSED_MESSAGE)
     if token.last_used_at is None or token.last_used_at < now - LAST_USED_RESOLUTION:
         _touch(token.id, now)  # at most one write a minute per token, not one per request
@@ -113,6 +121,13 @@ def scopes_of(token: ApiToken) -> list[str]:
     return [scope for scope in token.scopes.split(",") if scope]
 
 
+def status_of(token: ApiToken) -> str:
+    """ "revoked", "expired" or "active", as the token list shows it."""
+    if token.revoked_at is not None:
+        return "revoked"
+    return "expired" if token.expires_at <= utcnow() else "active"
+
+
 def session_scopes(user: User) -> frozenset[str]:
     """What a logged-in browser session may do through the API: what its user may do."""
     return frozenset(SCOPES) if may_hold_admin_scope(user) else frozenset(SCOPES) - {"admin"}
@@ -127,6 +142,49 @@ def may_hold_admin_scope(user: User) -> bool:
 def token_hash(plaintext: str) -> str:
     """The stored form of a token (hex SHA-256)."""
     return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class _TokenRequest:
+    """A checked request for a token: its name, granted scopes and lifetime in days."""
+
+    name: str
+    scopes: frozenset[str]
+    days: int
+
+
+def _checked_request(user: User, name: str, scopes: Iterable[str], expires_in_days: int | None) -> _TokenRequest:
+    """The name, scopes and lifetime checked (InvalidInputError naming the field otherwise)."""
+    name = (name or "").strip()
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise InvalidInputError(
+            f"Give the token a name of 1 to {MAX_NAME_LENGTH} characters.", details={"field": "name"}
+        )
+    granted = _checked_scopes(user, scopes)
+    days = default_lifetime() if expires_in_days is None else expires_in_days
+    longest = current_app.config["API_TOKEN_MAX_DAYS"]
+    if not 1 <= days <= longest:
+        raise InvalidInputError(f"A token expires after 1 to {longest} days.", details={"field": "expires_in_days"})
+    return _TokenRequest(name, granted, days)
+
+
+def _issue(user: User, request: _TokenRequest) -> IssuedToken:
+    """Store a new token for a checked request; commit and audit. The plain text is returned once."""
+    plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        user_id=user.id,
+        name=request.name,
+        token_hash=token_hash(plaintext),
+        token_prefix=plaintext[:SHOWN_PREFIX_LENGTH],
+        scopes=",".join(scope for scope in SCOPES if scope in request.scopes),
+        expires_at=utcnow() + timedelta(days=request.days),
+    )
+    db.session.add(token)
+    db.session.flush()
+    details = {"name": request.name, "scopes": token.scopes, "expires_at": token.expires_at.isoformat()}
+    audit.record("api_token.create", actor=user, subject=token, details=details)
+    db.session.commit()
+    return IssuedToken(token, plaintext)
 
 
 def _checked_scopes(user: User, scopes: Iterable[str]) -> frozenset[str]:

@@ -39,6 +39,7 @@ VALID_WINDOW = 1
 SIGN_IN_SECONDS = 300
 INVALID_CODE = "That code is not valid. Enter the current 6-digit code from your app, or a recovery code."
 IDENTITY_NOT_CONFIRMED = "The password or the code is not correct."
+FIRST_FACTOR_NOT_CONFIRMED = "The password is not correct."
 
 
 @dataclass(frozen=True)
@@ -105,18 +106,27 @@ def replace_recovery_codes(user: User, password: str, code: str) -> list[str]:
     return codes
 
 
+def confirm_identity(user: User, password: str, code: str, failed_action: str) -> None:
+    """Re-check a signed-in user before a sensitive action: the password, and a current code (or a
+    recovery code) when two-factor is on. One limited, audited check (``failed_action``) with one
+    answer, whichever of the two is wrong; InvalidInputError."""
+
+    def matches() -> bool:
+        # The code is only tried (and a right one used up) once the password matched.
+        if not verify_password(user.password_hash, password):
+            return False
+        return not is_enabled(user) or _accept_code(user, code) is not None
+
+    if not credential_checks.check(failed_action, user.email, matches, actor=user):
+        message = IDENTITY_NOT_CONFIRMED if is_enabled(user) else FIRST_FACTOR_NOT_CONFIRMED
+        raise InvalidInputError(message, details={"field": "password"})
+
+
 def _confirm_identity(user: User, password: str, code: str, failed_action: str) -> None:
-    """The password and a current code (or a recovery code) of a user with two-factor on: one limited,
-    audited check with one answer, whichever of the two is wrong."""
+    """``confirm_identity`` for a user with two-factor on (turning it off, new recovery codes)."""
     if not is_enabled(user):
         raise ConflictError("Two-factor sign-in is not on.")
-
-    def both_match() -> bool:
-        # The code is only tried (and a right one used up) once the password matched.
-        return verify_password(user.password_hash, password) and _accept_code(user, code) is not None
-
-    if not credential_checks.check(failed_action, user.email, both_match, actor=user):
-        raise InvalidInputError(IDENTITY_NOT_CONFIRMED)
+    confirm_identity(user, password, code, failed_action)
 
 
 def pending_sign_in(user: User) -> dict[str, int]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from functools import partial
+from typing import Any, cast
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
+from sqlalchemy.engine import CursorResult
 
 from models import (
     ApiToken,
@@ -33,7 +35,7 @@ from utils.extensions import db
 from utils.money import utcnow
 from utils.observability import get_logger
 from utils.passwords import burn_verification_time, hash_password, needs_rehash, password_problems, verify_password
-from utils.services import audit, credential_checks
+from utils.services import audit, credential_checks, notifications
 
 log = get_logger(__name__)
 LOGIN_FAILED_MESSAGE = "Invalid email or password."
@@ -177,8 +179,9 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
     if not password_confirmed(user, current_password, "user.password_change_failed"):
         raise InvalidInputError("The current password is not correct.", details={"field": "current_password"})
     check_password_policy(new_password, user.email)
-    _set_password(user, new_password)
-    audit.record("user.password_change", actor=user, subject=user)
+    revoked = _set_password(user, new_password)
+    audit.record("user.password_change", actor=user, subject=user, details={"tokens_revoked": revoked})
+    _notify_access_ended(user, "Your password was changed", revoked)
     db.session.commit()
 
 
@@ -216,10 +219,27 @@ def update_profile(user: User, display_name: str, email: str, current_password: 
     return user
 
 
-def _set_password(user: User, password: str) -> None:
+def _set_password(user: User, password: str) -> int:
+    """Store the new password and end every way in made with the old one: sessions and API tokens
+    (how many tokens were revoked is returned)."""
     user.password_hash = hash_password(password)
     user.password_changed_at = utcnow()
     user.session_version += 1
+    revoke = db.update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+    result = cast(CursorResult[Any], db.session.execute(revoke.values(revoked_at=utcnow())))
+    return result.rowcount
+
+
+def _notify_access_ended(user: User, what: str, tokens_revoked: int) -> None:
+    """Tell the user their password changed and what stopped working (the caller commits)."""
+    message = f"{what}. Sessions signed in before were ended and {tokens_revoked} API token(s) were revoked."
+    notifications.notify(
+        user.id,
+        "account.password_changed",
+        message + " If this was not you, contact an administrator.",
+        level="warning",
+        subject=user,
+    )
 
 
 # ---------------------------------------------------------------------------- admin actions
@@ -259,8 +279,9 @@ def reset_password(actor: User, user_id: int) -> str:
     """Give a user a new random password (returned once, never stored in clear); sessions end."""
     user = get_user(user_id)
     temporary = generate_password(user.email)
-    _set_password(user, temporary)
-    audit.record("admin.user_password_reset", actor=actor, subject=user)
+    revoked = _set_password(user, temporary)
+    audit.record("admin.user_password_reset", actor=actor, subject=user, details={"tokens_revoked": revoked})
+    _notify_access_ended(user, "An administrator reset your password", revoked)
     db.session.commit()
     return temporary
 

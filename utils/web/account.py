@@ -15,6 +15,7 @@ from wtforms.validators import DataRequired, Length, Optional
 
 from utils.exceptions import ArbionError
 from utils.services import two_factor, users
+from utils.web.safety import no_store
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 ENROLMENT = "two_factor_enrolment"
@@ -57,6 +58,7 @@ def profile() -> ResponseReturnValue:
 
 
 @bp.get("/two-factor", endpoint="two_factor")
+@no_store
 def show_two_factor() -> ResponseReturnValue:
     """Two-factor status: the enrolment QR code when off, the way to turn it off when on."""
     if two_factor.is_enabled(current_user):
@@ -65,6 +67,7 @@ def show_two_factor() -> ResponseReturnValue:
 
 
 @bp.post("/two-factor/enable")
+@no_store
 def enable_two_factor() -> ResponseReturnValue:
     """Check the first code; on success show the recovery codes, once."""
     form = EnrolForm()
@@ -77,7 +80,7 @@ def enable_two_factor() -> ResponseReturnValue:
         return _two_factor_page(enrol_form=form, status=exc.status)
     session.pop(ENROLMENT, None)
     login_user(current_user._get_current_object())  # other sessions ended; this one goes on
-    return render_template("account/recovery_codes.html", codes=codes), 200, {"Cache-Control": "no-store"}
+    return render_template("account/recovery_codes.html", codes=codes)
 
 
 @bp.post("/two-factor/disable")
@@ -96,6 +99,7 @@ def disable_two_factor() -> ResponseReturnValue:
 
 
 @bp.post("/two-factor/recovery-codes")
+@no_store
 def replace_recovery_codes() -> ResponseReturnValue:
     """Replace the recovery codes (password and a code required); the new ones are shown once."""
     form = DisableForm()
@@ -106,7 +110,7 @@ def replace_recovery_codes() -> ResponseReturnValue:
     except ArbionError as exc:
         flash(exc.message, "error")
         return _two_factor_page(disable_form=form, status=exc.status)
-    return render_template("account/recovery_codes.html", codes=codes), 200, {"Cache-Control": "no-store"}
+    return render_template("account/recovery_codes.html", codes=codes)
 
 
 def _profile_page(form: ProfileForm) -> str:
@@ -115,7 +119,7 @@ def _profile_page(form: ProfileForm) -> str:
 
 def _two_factor_page(
     enrol_form: EnrolForm | None = None, disable_form: DisableForm | None = None, status: int = 200
-) -> tuple[str, int, dict[str, str]]:
+) -> tuple[str, int]:
     """The two-factor page; while enrolling, the pending secret (sealed in the session) and its QR."""
     enrolment = None
     if enrol_form is not None:
@@ -129,7 +133,7 @@ def _two_factor_page(
         disable_form=disable_form,
         codes_left=two_factor.recovery_codes_left(current_user),
     )
-    return page, status, {"Cache-Control": "no-store"}
+    return page, status
 
 
 def _qr_svg(uri: str) -> Markup:

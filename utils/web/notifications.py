@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, make_response, redirect, render_template, url_for
+from flask import Blueprint, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -12,6 +12,7 @@ from wtforms.validators import DataRequired, Length
 from utils.services import notifications, webhooks
 from utils.web.feedback import attempt, flash_errors
 from utils.web.forms import ActionForm
+from utils.web.safety import no_store
 
 bp = Blueprint("notifications", __name__, url_prefix="/notifications")
 
@@ -37,6 +38,7 @@ def mark_read() -> ResponseReturnValue:
 
 
 @bp.post("/webhook")
+@no_store
 def set_webhook() -> ResponseReturnValue:
     """Save the webhook; its signing secret is shown on this answer only (never stored in clear)."""
     form = WebhookForm()
@@ -46,9 +48,7 @@ def set_webhook() -> ResponseReturnValue:
     secret = attempt(lambda: webhooks.set_webhook(current_user, form.url.data or ""), "Webhook saved.")
     if secret is None:
         return redirect(url_for("notifications.index"))
-    response = make_response(_page(new_secret=secret))
-    response.headers["Cache-Control"] = "no-store"  # the secret must not stay in any cache
-    return response
+    return _page(new_secret=secret)
 
 
 @bp.post("/webhook/clear")

@@ -37,3 +37,13 @@ def test_order_writes_also_spend_the_api_budget(client: FlaskClient, paper: Brok
     placed = [client.post("/api/v1/orders", json=order_body(paper), headers=headers).status_code for _ in range(2)]
     reads = [client.get("/api/v1/orders", headers=headers).status_code for _ in range(4)]
     assert placed == [202, 202] and reads == [200, 200, 200, 429]
+
+
+def test_one_token_has_one_budget_however_the_header_is_spelled(client: FlaskClient, trader: User) -> None:
+    token = bearer(trader)["Authorization"].split()[1]
+    spellings = [f"Bearer {token}", f"bearer {token}", f"BEARER {token}", f"Bearer  {token}", f"bEaReR\t{token} "]
+    statuses = [client.get("/api/v1/orders", headers={"Authorization": header}).status_code for header in spellings]
+    assert statuses == [200] * 5, "every spelling authenticates"
+    for header in spellings:
+        limited = client.get("/api/v1/orders", headers={"Authorization": header})
+        assert limited.status_code == 429, f"{header.split(token)[0]!r} must not open a fresh budget"

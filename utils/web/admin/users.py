@@ -17,6 +17,7 @@ from utils.tasks.trading import enqueue_submit
 from utils.web.admin.trading import TradingStateForm, limit_rows
 from utils.web.feedback import attempt
 from utils.web.forms import ActionForm
+from utils.web.safety import no_store
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 ROLE_CHOICES = [SelectChoice(role.value, role.value.title()) for role in Role]
@@ -114,6 +115,7 @@ def deactivate(user_id: int) -> ResponseReturnValue:
 
 
 @bp.post("/<int:user_id>/reset-password")
+@no_store
 def reset_password(user_id: int) -> ResponseReturnValue:
     """Set a random password and show it once, on this response only."""
     temporary = users.reset_password(current_user, user_id)

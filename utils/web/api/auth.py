@@ -8,7 +8,6 @@ Scopes: ``read`` for GETs, ``trade`` for writes, ``admin`` for every admin resou
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -59,18 +58,26 @@ def order_write_limit(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def rate_limit_key() -> str:
-    """Count per token (its hash), else per session user, else per client address."""
-    header = request.headers.get("Authorization", "")
-    if header:
-        return "api-token:" + hashlib.sha256(header.encode()).hexdigest()[:32]
+    """Count per token (the hash of the token parsed as authentication reads it, so spelling the
+    header differently shares one budget), else per session user, else per client address."""
+    token = bearer_token()
+    if token is not None:
+        return "api-token:" + api_tokens.token_hash(token)[:32]
     if current_user.is_authenticated:
         return f"api-user:{current_user.id}"
     return "api-ip:" + get_remote_address()
 
 
+def bearer_token() -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (scheme in any case, any spacing), or None."""
+    scheme, *rest = request.headers.get("Authorization", "").split(None, 1) or [""]
+    token = rest[0].strip() if rest else ""
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def _token_caller() -> Caller:
-    scheme, _, token = request.headers["Authorization"].partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token()
+    if token is None:
         raise AuthenticationRequiredError(BEARER_HINT)
     identity = api_tokens.authenticate(token)
     return Caller(identity.user, identity.scopes)
