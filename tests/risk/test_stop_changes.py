@@ -122,10 +122,7 @@ def test_a_short_is_judged_on_the_ask_so_a_missing_ask_refuses_it() -> None:
 @pytest.mark.parametrize("increment", [None, D(0), D(-1), D("NaN")])
 def test_an_unknown_increment_refuses_the_change(increment: Decimal | None) -> None:
     reason = problem(LONG, "95000.00", price_increment=increment)
-    assert (
-        reason
-        == "The price increment of BTC-USD is not known right now, so the stop cannot be checked. The stop was left where it was."
-    )
+    assert reason is not None and reason.startswith("The price increment of BTC-USD is not known right now")
 
 
 def test_a_price_beyond_decimal_precision_is_refused_not_raised() -> None:

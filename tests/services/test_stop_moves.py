@@ -11,8 +11,8 @@ from flask import Flask
 
 from models import Order, Trade
 from tests.support import make_user
-from tests.venues import EQUITY, Fakes, Venue, open_venue, running_fakes, trade_of
 from tests.trading_support import CRYPTO
+from tests.venues import EQUITY, Fakes, Venue, open_venue, running_fakes, trade_of
 from utils.enums import OrderSide, OrderStatus, ProtectionMode
 from utils.exceptions import InvalidInputError
 from utils.extensions import db
