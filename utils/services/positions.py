@@ -193,6 +193,8 @@ def move_stop(user: User, trade_id: int, stop_price: Decimal) -> Trade:
     rule keeps the monitor and the new broker stop from both selling.
     """
     trade = _own_trade(user, trade_id)
+    if trade_book.open_quantity(trade) <= 0:
+        raise ConflictError("Nothing is open on this trade, so it has no stop to move.")
     protection.check_stop_change(trade, stop_price)
     before = trade.stop_loss_price
     trade.stop_loss_price = stop_price
