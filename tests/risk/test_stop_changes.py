@@ -92,7 +92,7 @@ def test_the_max_distance_is_measured_from_the_market_on_both_sides() -> None:
 
 @pytest.mark.parametrize("stop", ["0", "-1", "NaN", "Infinity"])
 def test_a_price_that_is_not_positive_and_finite_is_refused(stop: str) -> None:
-    assert problem(LONG, stop) == "The stop price must be a number above 0."
+    assert problem(LONG, stop) == "The stop price must be a number above 0. The stop was left where it was."
 
 
 def test_without_a_quote_nothing_is_allowed() -> None:

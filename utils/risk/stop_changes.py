@@ -51,6 +51,11 @@ class StopChange:
 
 def stop_change_problem(change: StopChange) -> str | None:
     """None when the new stop may be placed, otherwise why not, in the trader's words."""
+    problem = _first_problem(change)
+    return None if problem is None else f"{problem} {UNCHANGED}"
+
+
+def _first_problem(change: StopChange) -> str | None:
     stop = change.stop_price
     if not isinstance(stop, Decimal) or not stop.is_finite() or stop <= 0:
         return "The stop price must be a number above 0."
@@ -60,8 +65,22 @@ def stop_change_problem(change: StopChange) -> str | None:
     return (
         _wrong_side(change.side, stop, market)
         or stop_too_far(stop, market, change.max_distance_pct, _market_words(change.side))
-        or _off_increment(change.symbol, stop, change.price_increment)
+        or off_increment(change.symbol, stop, change.price_increment)
     )
+
+
+def off_increment(symbol: str, price: Decimal, increment: Decimal | None) -> str | None:
+    """Why ``price`` is not a whole number of the symbol's price increments (or the increment is unknown)."""
+    if not isinstance(increment, Decimal) or not increment.is_finite() or increment <= 0:
+        return f"The price increment of {symbol} is not known right now, so the price cannot be checked."
+    try:
+        if price % increment == 0:
+            return None
+        nearest = (price // increment) * increment
+    except InvalidOperation:  # more steps than Decimal's precision holds: no broker takes such a price
+        return f"{_shown(price)} is not a price {symbol} can trade at."
+    step = decimal_text(increment)
+    return f"{symbol} prices move in steps of {step}; {_shown(price)} is not one (try {_shown(nearest)})."
 
 
 def _market_price(change: StopChange) -> Decimal | str:
@@ -69,10 +88,10 @@ def _market_price(change: StopChange) -> Decimal | str:
     if change.now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     if change.quote is None:
-        return f"There is no current {change.symbol} quote to check the stop against. {UNCHANGED}"
+        return f"There is no current {change.symbol} quote to check the stop against."
     problem = quote_problem(change.side, change.symbol, change.quote, change.now, change.max_quote_age_seconds)
     if problem is not None:
-        return f"{problem[1]} The stop is checked against the current price. {UNCHANGED}"
+        return f"{problem[1]} The stop is checked against the current price."
     return change.quote.bid if change.side == PositionSide.LONG else change.quote.ask
 
 
@@ -84,23 +103,7 @@ def _wrong_side(side: PositionSide, stop: Decimal, market: Decimal) -> str | Non
     where, exit_word = ("below", "sell") if long else ("above", "buy back")
     return (
         f"A stop at {_shown(stop)} is not {where} {_market_words(side)} {_shown(market)}: it would {exit_word} "
-        f"at once. For a {side.value} position the stop must be {where} {_market_words(side)}. {UNCHANGED}"
-    )
-
-
-def _off_increment(symbol: str, stop: Decimal, increment: Decimal | None) -> str | None:
-    """The reason when the stop is not a whole number of price increments (or the increment is unknown)."""
-    if not isinstance(increment, Decimal) or not increment.is_finite() or increment <= 0:
-        return f"The price increment of {symbol} is not known right now, so the stop cannot be checked. {UNCHANGED}"
-    try:
-        if stop % increment == 0:
-            return None
-        nearest = (stop // increment) * increment
-    except InvalidOperation:  # more steps than Decimal's precision holds: no broker takes such a price
-        return f"{_shown(stop)} is not a price {symbol} can trade at. {UNCHANGED}"
-    return (
-        f"{symbol} prices move in steps of {decimal_text(increment)}; {_shown(stop)} is not one "
-        f"(try {_shown(nearest)}). {UNCHANGED}"
+        f"at once. For a {side.value} position the stop must be {where} {_market_words(side)}."
     )
 
 

@@ -13,12 +13,13 @@ from decimal import Decimal
 from models import BrokerConnection, Trade, User
 from utils.brokers.base import Broker, Quote
 from utils.enums import ConnectionStatus, OrderPurpose, OrderSide, Provider
-from utils.exceptions import ArbionError, ConflictError
+from utils.exceptions import ArbionError, ConflictError, InvalidInputError
 from utils.extensions import db
 from utils.money import utcnow
 from utils.observability import get_logger
 from utils.risk.engine import RiskDecision
 from utils.risk.inputs import OrderIntent, RiskSnapshot
+from utils.risk.stop_changes import off_increment
 from utils.services import audit, connections, market_data, notifications, order_tickets, risk, trade_book
 from utils.services.order_tickets import OrderTicket
 
@@ -40,6 +41,7 @@ def _entry_inputs(connection: BrokerConnection, ticket: OrderTicket) -> tuple[Or
     the intent, a fresh quote and whether the market is open."""
     broker = connections.broker_for(connection)
     order_tickets.check_quantity_precision(broker, ticket.quantity)
+    check_stop_loss_increment(broker, ticket)
     quote = quote_or_none(Provider(connection.provider), broker, ticket.symbol)
     return order_tickets.intent_of(ticket), quote, market_open(Provider(connection.provider), broker, ticket.symbol)
 
@@ -55,6 +57,26 @@ def check_entry(user: User, connection: BrokerConnection, ticket: OrderTicket) -
         db.session.commit()
     decision.raise_if_rejected()
     return quote
+
+
+def check_stop_loss_increment(broker: Broker, ticket: OrderTicket) -> None:
+    """Refuse an entry's stop-loss off the instrument's price increment: the broker would refuse the
+    protective stop once the entry fills, leaving the position to the monitor."""
+    stop = ticket.stop_loss_price
+    if stop is None:
+        return
+    problem = off_increment(ticket.symbol, stop, price_increment_or_none(broker, ticket.symbol, stop))
+    if problem is not None:
+        raise InvalidInputError(problem, details={"field": "stop_loss_price"})
+
+
+def price_increment_or_none(broker: Broker, symbol: str, price: Decimal) -> Decimal | None:
+    """The broker's price step for the symbol near ``price``, or None when it cannot say now (callers refuse)."""
+    try:
+        return broker.price_increment(symbol, price)
+    except ArbionError as exc:
+        log.warning("orders.increment_unavailable", symbol=symbol, error=exc.code)
+        return None
 
 
 def usable_connection(user: User, connection_id: int) -> BrokerConnection:

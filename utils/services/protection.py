@@ -211,7 +211,7 @@ def check_stop_change(trade: Trade, stop_price: Decimal) -> None:
         side=PositionSide.of_entry(OrderSide(trade.side)),
         stop_price=stop_price,
         quote=order_checks.quote_or_none(Provider(connection.provider), broker, trade.symbol),
-        price_increment=_price_increment(broker, trade.symbol, stop_price),
+        price_increment=order_checks.price_increment_or_none(broker, trade.symbol, stop_price),
         max_distance_pct=limits.max_stop_distance_pct,
         max_quote_age_seconds=limits.max_quote_age_seconds,
         now=utcnow(),
@@ -219,15 +219,6 @@ def check_stop_change(trade: Trade, stop_price: Decimal) -> None:
     problem = stop_change_problem(change)
     if problem is not None:
         raise InvalidInputError(problem, details={"field": "stop_price"})
-
-
-def _price_increment(broker: Broker, symbol: str, price: Decimal) -> Decimal | None:
-    """The broker's price step for the symbol, or None when it cannot say now (the rule then refuses)."""
-    try:
-        return broker.price_increment(symbol, price)
-    except ArbionError as exc:
-        log.warning("protection.increment_unavailable", symbol=symbol, error=exc.code)
-        return None
 
 
 def has_trailing_stop(trade: Trade) -> bool:
