@@ -24,6 +24,8 @@ from utils.services import audit, connections, market_data, notifications, order
 from utils.services.order_tickets import OrderTicket
 
 log = get_logger(__name__)
+# The ticket's protective prices a broker holds as an order (the take-profit is watched by the monitor).
+PROTECTIVE_PRICES = ("stop_loss_price", "trailing_stop_offset")
 CLOSING_SIDE = {OrderSide.BUY: OrderSide.SELL, OrderSide.SELL_SHORT: OrderSide.BUY_TO_COVER}
 
 
@@ -41,7 +43,7 @@ def _entry_inputs(connection: BrokerConnection, ticket: OrderTicket) -> tuple[Or
     the intent, a fresh quote and whether the market is open."""
     broker = connections.broker_for(connection)
     order_tickets.check_quantity_precision(broker, ticket.quantity)
-    check_stop_loss_increment(broker, ticket)
+    check_protection_increments(broker, ticket)
     quote = quote_or_none(Provider(connection.provider), broker, ticket.symbol)
     return order_tickets.intent_of(ticket), quote, market_open(Provider(connection.provider), broker, ticket.symbol)
 
@@ -59,15 +61,16 @@ def check_entry(user: User, connection: BrokerConnection, ticket: OrderTicket) -
     return quote
 
 
-def check_stop_loss_increment(broker: Broker, ticket: OrderTicket) -> None:
-    """Refuse an entry's stop-loss off the instrument's price increment: the broker would refuse the
-    protective stop once the entry fills, leaving the position to the monitor."""
-    stop = ticket.stop_loss_price
-    if stop is None:
-        return
-    problem = off_increment(ticket.symbol, stop, price_increment_or_none(broker, ticket.symbol, stop))
-    if problem is not None:
-        raise InvalidInputError(problem, details={"field": "stop_loss_price"})
+def check_protection_increments(broker: Broker, ticket: OrderTicket) -> None:
+    """Refuse an entry's stop-loss or trailing amount off the instrument's price increment: the broker
+    would refuse the protective stop once the entry fills, leaving the position to the monitor."""
+    for field in PROTECTIVE_PRICES:
+        price = getattr(ticket, field)
+        if price is None:
+            continue
+        problem = off_increment(ticket.symbol, price, price_increment_or_none(broker, ticket.symbol, price))
+        if problem is not None:
+            raise InvalidInputError(problem, details={"field": field})
 
 
 def price_increment_or_none(broker: Broker, symbol: str, price: Decimal) -> Decimal | None:
