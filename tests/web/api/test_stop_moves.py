@@ -8,7 +8,7 @@ from decimal import Decimal
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from models import BrokerConnection, Trade, User
+from models import BrokerConnection, Order, Trade, User
 from tests.support import make_user
 from tests.trading_support import CRYPTO, ask
 from tests.web.api.conftest import bearer, order_body
@@ -78,3 +78,16 @@ def test_another_users_trade_is_404_and_a_read_token_403(
     assert move(client, trade, stop, bearer(trader, ["read"])).status_code == 403
     db.session.expire_all()
     assert db.session.get_one(Trade, trade.id).stop_loss_price == trade.stop_loss_price
+
+
+def test_the_broker_stop_cannot_be_replaced_around_the_rule(
+    client: FlaskClient, paper: BrokerConnection, headers: dict
+) -> None:
+    """The order replace takes working entries only: a protective stop moves through the stop rule alone."""
+    trade = filled_trade(client, paper, headers)
+    resting = protection.protective_order(trade)
+    assert resting is not None
+    response = client.post(f"/api/v1/orders/{resting.id}/replace", json={"stop_price": "0.01"}, headers=headers)
+    assert response.status_code == 409 and "Only a working entry" in response.json["error"]["message"]
+    db.session.expire_all()
+    assert db.session.get_one(Order, resting.id).stop_price == trade.stop_loss_price
