@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from flask import Flask
 
-from models import BrokerConnection, Order, PaperOrder, Trade, User
+from models import AuditLog, BrokerConnection, Order, PaperOrder, Trade, User
 from tests.support import make_user
 from tests.trading_support import CRYPTO, add_trade, ask, ticket
 from utils.enums import OrderPurpose, OrderStatus, OrderType, ProtectionMode, TradeStatus
@@ -163,6 +163,17 @@ def test_the_max_distance_counts_from_the_market_not_the_entry(trader: User, pap
     paper_market.shift_price(CRYPTO, "40")
     near_the_entry = (trade.average_fill_price * Decimal("0.9")).quantize(Decimal("0.01"))  # 10% under the entry
     assert_refused_and_unchanged(trader, trade, near_the_entry, "away from the bid")
+
+
+@pytest.mark.parametrize("stop", ["0", "-1", "NaN", "Infinity"])
+def test_a_stop_that_is_not_a_positive_number_is_refused_and_audited(
+    trader: User, paper: BrokerConnection, stop: str
+) -> None:
+    trade = protected_trade(trader, paper)
+    assert_refused_and_unchanged(trader, trade, Decimal(stop), "The stop price must be a number above 0")
+    refused = db.session.scalars(db.select(AuditLog).where(AuditLog.action == "risk.rejected")).one()
+    assert refused.details["purpose"] == "stop_move" and refused.details["stop_price"] == stop
+    assert (refused.actor_id, refused.subject_id) == (trader.id, str(trade.id))
 
 
 def test_without_a_quote_the_stop_is_not_moved(trader: User, paper: BrokerConnection) -> None:

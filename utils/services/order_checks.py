@@ -74,7 +74,10 @@ def check_protection_increments(broker: Broker, ticket: OrderTicket) -> None:
 
 
 def price_increment_or_none(broker: Broker, symbol: str, price: Decimal) -> Decimal | None:
-    """The broker's price step for the symbol near ``price``, or None when it cannot say now (callers refuse)."""
+    """The broker's price step for the symbol near ``price``; None for a price that is not a positive
+    number or when the broker cannot say now (callers refuse)."""
+    if not price.is_finite() or price <= 0:
+        return None
     try:
         return broker.price_increment(symbol, price)
     except ArbionError as exc:

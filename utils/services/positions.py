@@ -195,7 +195,7 @@ def move_stop(user: User, trade_id: int, stop_price: Decimal) -> Trade:
     trade = _own_trade(user, trade_id)
     if trade_book.open_quantity(trade) <= 0:
         raise ConflictError("Nothing is open on this trade, so it has no stop to move.")
-    protection.check_stop_change(trade, stop_price)
+    protection.check_stop_change(trade, stop_price, user)
     before = trade.stop_loss_price
     trade.stop_loss_price = stop_price
     audit.record(

@@ -200,9 +200,9 @@ def _covers(stop: RestingStop | None, trade: StopTarget) -> bool:
     return stop.stop_price == trade.stop_loss_price
 
 
-def check_stop_change(trade: Trade, stop_price: Decimal) -> None:
+def check_stop_change(trade: Trade, stop_price: Decimal, actor: User) -> None:
     """Refuse a new stop-loss for the trade unless the stop rule allows it against the market now
-    (InvalidInputError on ``stop_price`` with the reason); see utils/risk/stop_changes.py."""
+    (audited; InvalidInputError on ``stop_price`` with the reason); see utils/risk/stop_changes.py."""
     connection = orders.connection_of(trade)
     broker = connections.broker_for(connection)
     limits = risk.limits_for(db.session.get_one(User, trade.user_id))
@@ -218,6 +218,9 @@ def check_stop_change(trade: Trade, stop_price: Decimal) -> None:
     )
     problem = stop_change_problem(change)
     if problem is not None:
+        details = {"reasons": [problem], "purpose": "stop_move", "stop_price": str(stop_price)[:40]}
+        audit.record("risk.rejected", actor=actor, subject=trade, details=details)
+        db.session.commit()
         raise InvalidInputError(problem, details={"field": "stop_price"})
 
 
