@@ -306,6 +306,16 @@ def test_market_hours_and_capabilities(cb: Harness) -> None:
     assert cb.fake.received == []
 
 
+def test_the_price_increment_is_the_products_quote_increment_fetched_once(cb: Harness) -> None:
+    cb.fake.add_product("SOL-USD", "0.001", "0.05")
+    assert cb.client.price_increment("SOL-USD", Decimal("190.35")) == Decimal("0.05")
+    assert cb.client.price_increment("BTC-USD", Decimal("0.5")) == Decimal("0.01")
+    assert cb.client.price_increment("SOL-USD", Decimal("1")) == Decimal("0.05")
+    assert len(cb.requests_to("GET", "/products/SOL-USD")) == 1, "product increments are cached"
+    with pytest.raises(SymbolNotFoundError):
+        cb.client.price_increment("NOPE-USD", Decimal(1))
+
+
 # ------------------------------------------------------------------------------------ placing orders
 
 

@@ -595,3 +595,7 @@ def test_cash_and_cost_basis_are_conserved(steps, fee, slippage):
     assert abs(cash + cost_basis - (D(50000) - commissions + realized)) < D("1e-6")
     if not any(order.side == SELL and order.fills for order in orders.values()):
         assert abs(cash + cost_basis - (D(50000) - commissions)) < D("1e-6")
+
+
+def test_the_price_increment_is_the_cent_the_engine_accepts(broker: PaperBroker) -> None:
+    assert broker.price_increment("BTC-USD", D("98866.00")) == broker.price_increment("AAPL", D("0.5")) == D("0.01")

@@ -285,6 +285,13 @@ def test_a_zero_negative_or_missing_price_never_makes_a_quote(env: Env) -> None:
     assert all(q.last > 0 and q.bid > 0 and q.mark > 0 for q in quotes.values())
 
 
+def test_the_price_increment_is_a_cent_at_a_dollar_or_more_and_a_hundredth_below(env: Env) -> None:
+    client = env.client()
+    assert client.price_increment("MSFT", Decimal("190.85")) == Decimal("0.01")
+    assert client.price_increment("MSFT", Decimal("1")) == Decimal("0.01")
+    assert client.price_increment("PENY", Decimal("0.9999")) == Decimal("0.0001")
+
+
 def test_quotes_are_batched(env: Env) -> None:
     symbols = [f"S{i}" for i in range(250)]
     for symbol in symbols[:3]:

@@ -97,7 +97,12 @@ def test_an_admin_halt_refuses_the_traders_entries_while_an_exit_still_works(
     admin.get_by_role("button", name="Change trading state").click()
     expect(admin.get_by_text("HALTED", exact=False).first).to_be_visible()
 
-    fill_ticket(trader_page, symbol=CRYPTO, quantity="0.01", stop_loss_price=str(ask(paper) * Decimal("0.95")))
+    fill_ticket(
+        trader_page,
+        symbol=CRYPTO,
+        quantity="0.01",
+        stop_loss_price=str((ask(paper) * Decimal("0.95")).quantize(Decimal("0.01"))),
+    )
     trader_page.locator("#place-order").click()
     expect(trader_page.locator("#ticket-error")).to_contain_text("Risk review of this account")
     entries = db.select(db.func.count(Order.id)).where(Order.purpose == OrderPurpose.ENTRY)

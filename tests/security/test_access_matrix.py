@@ -27,7 +27,7 @@ PUBLIC_ENDPOINTS = {
 }
 # Valid fields for every form and JSON body of an id route, so ownership is what refuses, not validation.
 FORM = {"quantity": "1", "limit_price": "100", "stop_price": "95", "confirm": "y"}
-BODY = {"quantity": "1", "limit_price": "100"}
+BODY = {"stop_price": "95"}  # the one field both the order replace and the stop move take
 
 
 def object_routes(app: Flask) -> list[Route]:

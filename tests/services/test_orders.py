@@ -181,6 +181,22 @@ def test_bad_input_is_refused_with_the_field_and_nothing_is_stored(
     assert count(Order) == count(Trade) == 0
 
 
+@pytest.mark.parametrize("extra", ["0.005", "0.00000001"])
+def test_an_entry_stop_off_the_price_increment_is_refused_before_anything_is_stored(
+    trader: User, paper: BrokerConnection, extra: str
+) -> None:
+    """The paper broker takes cents: a finer stop-loss would be refused once the entry filled."""
+    stop = (ask(paper) * Decimal("0.95")).quantize(Decimal("0.01")) + Decimal(extra)
+    with pytest.raises(InvalidInputError, match=r"prices move in steps of 0\.01") as caught:
+        orders.place_order(trader, ticket(paper, stop_loss_price=stop))
+    assert caught.value.details["field"] == "stop_loss_price"
+    trailing = {"stop_loss_price": None, "trailing_stop_offset": Decimal(100) + Decimal(extra)}
+    with pytest.raises(InvalidInputError, match=r"prices move in steps of 0\.01") as caught:
+        orders.place_order(trader, ticket(paper, **trailing))
+    assert caught.value.details["field"] == "trailing_stop_offset"
+    assert count(Order) == count(Trade) == 0 and count(PaperOrder) == 0
+
+
 def test_a_risk_rejection_stores_nothing_and_is_audited(trader: User, paper: BrokerConnection) -> None:
     with pytest.raises(RiskLimitExceededError):
         orders.place_order(trader, ticket(paper, stop_loss_price=None))

@@ -7,9 +7,9 @@ from decimal import Decimal
 import pytest
 from flask import Flask
 
-from models import BrokerConnection, Order, PaperOrder, Trade, User
+from models import AuditLog, BrokerConnection, Order, PaperOrder, Trade, User
 from tests.support import make_user
-from tests.trading_support import CRYPTO, ask, ticket
+from tests.trading_support import CRYPTO, add_trade, ask, ticket
 from utils.enums import OrderPurpose, OrderStatus, OrderType, ProtectionMode, TradeStatus
 from utils.exceptions import ConflictError, InvalidInputError
 from utils.extensions import db
@@ -106,8 +106,82 @@ def test_moving_a_stop_replaces_the_broker_stop_at_the_new_price(trader: User, p
     assert db.session.get_one(Order, old.id).status == OrderStatus.CANCELLED
     stops = [o for o in trade.orders if o.purpose == OrderPurpose.STOP_LOSS and o.status == OrderStatus.WORKING]
     assert len(stops) == 1, "never two broker stops at once"
-    with pytest.raises(InvalidInputError, match="below the entry"):
-        positions.move_stop(trader, trade.id, trade.average_fill_price * 2)
+    with pytest.raises(InvalidInputError, match="is not below the bid"):
+        positions.move_stop(trader, trade.id, (trade.average_fill_price * 2).quantize(Decimal("0.01")))
+
+
+def assert_refused_and_unchanged(trader: User, trade: Trade, stop: Decimal, words: str) -> None:
+    """The move is refused with ``words``; the trade's stop and its broker stop are as they were."""
+    before, resting = trade.stop_loss_price, protection.protective_order(trade)
+    assert resting is not None
+    with pytest.raises(InvalidInputError, match=words) as refused:
+        positions.move_stop(trader, trade.id, stop)
+    assert refused.value.details == {"field": "stop_price"}
+    db.session.expire_all()
+    trade = db.session.get_one(Trade, trade.id)
+    assert trade.stop_loss_price == before and trade.protection_mode == ProtectionMode.NATIVE
+    assert protection.protective_order(trade) == resting and resting.status == OrderStatus.WORKING
+
+
+def test_a_penny_stop_on_a_bitcoin_long_is_refused_as_too_far_from_the_bid(
+    trader: User, paper: BrokerConnection
+) -> None:
+    trade = protected_trade(trader, paper)
+    assert_refused_and_unchanged(trader, trade, Decimal("0.01"), r"away from the bid \$[\d,]+\.\d\d; your limit is 20%")
+
+
+@pytest.mark.parametrize("extra", ["0.000000000000001", "0.005", "0.0000001"])
+def test_a_stop_off_the_price_increment_is_refused_not_sent_to_be_refused(
+    trader: User, paper: BrokerConnection, extra: str
+) -> None:
+    """The paper broker takes cents only: a finer stop would be refused there and drop to emulated."""
+    trade = protected_trade(trader, paper)
+    assert trade.stop_loss_price is not None
+    off_tick = trade.stop_loss_price + Decimal("100") + Decimal(extra)
+    assert_refused_and_unchanged(trader, trade, off_tick, "prices move in steps of 0.01")
+
+
+def test_a_long_stop_above_the_entry_locks_in_gains_while_the_bid_is_above_it(
+    trader: User, paper: BrokerConnection
+) -> None:
+    trade = protected_trade(trader, paper)
+    assert trade.average_fill_price is not None
+    paper_market.shift_price(CRYPTO, "1")  # about $950 above the entry
+    locked = (trade.average_fill_price + 10).quantize(Decimal("0.01"))
+    positions.move_stop(trader, trade.id, locked)
+    db.session.expire_all()
+    trade = db.session.get_one(Trade, trade.id)
+    moved = protection.protective_order(trade)
+    assert moved is not None and moved.stop_price == locked and trade.protection_mode == ProtectionMode.NATIVE
+    over_the_bid = (ask(paper) + 1).quantize(Decimal("0.01"))
+    assert_refused_and_unchanged(trader, trade, over_the_bid, "is not below the bid")
+
+
+def test_the_max_distance_counts_from_the_market_not_the_entry(trader: User, paper: BrokerConnection) -> None:
+    trade = protected_trade(trader, paper)
+    assert trade.average_fill_price is not None
+    paper_market.shift_price(CRYPTO, "40")
+    near_the_entry = (trade.average_fill_price * Decimal("0.9")).quantize(Decimal("0.01"))  # 10% under the entry
+    assert_refused_and_unchanged(trader, trade, near_the_entry, "away from the bid")
+
+
+@pytest.mark.parametrize("stop", ["0", "-1", "NaN", "Infinity"])
+def test_a_stop_that_is_not_a_positive_number_is_refused_and_audited(
+    trader: User, paper: BrokerConnection, stop: str
+) -> None:
+    trade = protected_trade(trader, paper)
+    assert_refused_and_unchanged(trader, trade, Decimal(stop), "The stop price must be a number above 0")
+    refused = db.session.scalars(db.select(AuditLog).where(AuditLog.action == "risk.rejected")).one()
+    assert refused.details["purpose"] == "stop_move" and refused.details["stop_price"] == stop
+    assert (refused.actor_id, refused.subject_id) == (trader.id, str(trade.id))
+
+
+def test_without_a_quote_the_stop_is_not_moved(trader: User, paper: BrokerConnection) -> None:
+    trade = add_trade(trader, paper, symbol="BTC-EUR", stop_loss_price=Decimal(90))  # the paper market has no quote
+    with pytest.raises(InvalidInputError, match="There is no current BTC-EUR quote"):
+        positions.move_stop(trader, trade.id, Decimal(95))
+    db.session.expire_all()
+    assert db.session.get_one(Trade, trade.id).stop_loss_price == Decimal(90)
 
 
 def test_another_users_trade_is_not_found(trader: User, paper: BrokerConnection) -> None:

@@ -373,7 +373,10 @@ def test_a_clean_paper_book_shows_no_drift(app: Flask, trader: User, paper: Brok
     assert orders.submit(partial.id) is not None
     limit = (ask(paper) * D("0.5")).quantize(D("0.01"))
     resting = orders.place_order(
-        trader, ticket(paper, order_type=OrderType.LIMIT, limit_price=limit, stop_loss_price=limit * D("0.9"))
+        trader,
+        ticket(
+            paper, order_type=OrderType.LIMIT, limit_price=limit, stop_loss_price=(limit * D("0.9")).quantize(D("0.01"))
+        ),
     )
     execution.send(resting.id)
     db.session.expire_all()
@@ -413,7 +416,10 @@ def test_paper_ledger_drift_is_found_and_the_orphan_left_working(trader: User, p
 def test_an_order_we_gave_up_on_that_is_working_at_the_broker_is_drift(trader: User, paper: BrokerConnection) -> None:
     limit = (ask(paper) * D("0.5")).quantize(D("0.01"))
     order = orders.place_order(
-        trader, ticket(paper, order_type=OrderType.LIMIT, limit_price=limit, stop_loss_price=limit * D("0.9"))
+        trader,
+        ticket(
+            paper, order_type=OrderType.LIMIT, limit_price=limit, stop_loss_price=(limit * D("0.9")).quantize(D("0.01"))
+        ),
     )
     sent = orders.submit(order.id)
     assert sent is not None and sent.status == OrderStatus.WORKING

@@ -10,10 +10,10 @@ from flask.testing import FlaskClient
 
 from models import BrokerConnection, Order, Trade, User
 from tests.support import login, make_user, post_form
-from tests.trading_support import ticket
+from tests.trading_support import CRYPTO, ticket
 from utils.enums import OrderPurpose, OrderStatus, ProtectionMode
 from utils.extensions import db
-from utils.services import connections, execution, orders, protection, trade_book
+from utils.services import connections, execution, orders, paper_market, protection, trade_book
 
 
 def protected_trade(trader: User, paper: BrokerConnection) -> Trade:
@@ -84,7 +84,37 @@ def test_moving_the_stop_from_the_page(client: FlaskClient, trader: User, paper:
     moved = protection.protective_order(db.session.get_one(Trade, trade.id))
     assert moved is not None and moved.stop_price == tighter
     post_form(client, "/positions/", f"/positions/{trade.id}/stop", {"stop_price": str(tighter * 2)})
-    assert "below the entry" in client.get("/positions/").get_data(as_text=True)
+    assert "is not below the bid" in client.get("/positions/").get_data(as_text=True)
+
+
+def test_the_page_refuses_a_penny_or_overly_precise_stop_in_words_and_keeps_the_old_one(
+    client: FlaskClient, trader: User, paper: BrokerConnection
+) -> None:
+    trade = protected_trade(trader, paper)
+    before = trade.stop_loss_price
+    assert before is not None
+    login(client, "trader@example.com")
+    for stop, words in (("0.01", "away from the bid"), (f"{before}000000000001", "prices move in steps of 0.01")):
+        post_form(client, "/positions/", f"/positions/{trade.id}/stop", {"stop_price": stop})
+        assert words in client.get("/positions/").get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get_one(Trade, trade.id).stop_loss_price == before
+    assert protection.protective_order(db.session.get_one(Trade, trade.id)).stop_price == before  # type: ignore[union-attr]
+
+
+def test_the_page_lets_a_long_lock_in_gains_above_its_entry(
+    client: FlaskClient, trader: User, paper: BrokerConnection
+) -> None:
+    trade = protected_trade(trader, paper)
+    assert trade.average_fill_price is not None
+    paper_market.shift_price(CRYPTO, "1")
+    locked = (trade.average_fill_price + 10).quantize(Decimal("0.01"))
+    login(client, "trader@example.com")
+    post_form(client, "/positions/", f"/positions/{trade.id}/stop", {"stop_price": str(locked)})
+    assert f"Stop moved to {locked}" in client.get("/positions/").get_data(as_text=True)
+    db.session.expire_all()
+    moved = protection.protective_order(db.session.get_one(Trade, trade.id))
+    assert moved is not None and moved.stop_price == locked
 
 
 def test_another_users_trade_cannot_be_closed(client: FlaskClient, trader: User, paper: BrokerConnection) -> None:

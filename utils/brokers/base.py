@@ -251,5 +251,9 @@ class Broker(abc.ABC):
         """Whether the symbol's market is open at ``at``."""
 
     @abc.abstractmethod
+    def price_increment(self, symbol: str, price: Decimal) -> Decimal:
+        """The step an order price for ``symbol`` near ``price`` must be a whole multiple of."""
+
+    @abc.abstractmethod
     def candles(self, symbol: str, interval: CandleInterval, start: datetime, end: datetime) -> list[Candle]:
         """Price bars starting in [start, end), oldest first; an unknown symbol has none."""

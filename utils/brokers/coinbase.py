@@ -257,6 +257,10 @@ class CoinbaseClient(Broker):
             self._products[product_id] = rules
         return self._products[product_id]
 
+    def price_increment(self, symbol: str, price: Decimal) -> Decimal:
+        """The product's quote_increment (GET /products/{id}, fetched once per client)."""
+        return self.product_rules(symbol).quote_increment
+
     def candles(self, symbol: str, interval: CandleInterval, start: datetime, end: datetime) -> list[Candle]:
         """Bars from GET /products/{id}/candles, one call: the latest 350 at most (Coinbase sends newest first)."""
         path = f"/products/{quote(symbol, safe='')}/candles"

@@ -46,7 +46,7 @@ from utils.brokers.paper_matching import (
     run_pass,
     validate_entry,
 )
-from utils.brokers.paper_prices import market_hours, sample_candles
+from utils.brokers.paper_prices import PRICE_TICK, market_hours, sample_candles
 from utils.enums import OrderSide, OrderStatus
 from utils.exceptions import ArbionError, InvalidOrderError, NotFoundError, OrderCancellationError
 from utils.money import utcnow
@@ -233,6 +233,10 @@ class PaperBroker(Broker):
     def market_hours(self, symbol: str, at: datetime) -> MarketHours:
         """US equity regular session (weekdays, holidays ignored); crypto is always open."""
         return market_hours(symbol, at)
+
+    def price_increment(self, symbol: str, price: Decimal) -> Decimal:
+        """One cent for every symbol: the paper engine refuses prices off that tick."""
+        return PRICE_TICK
 
     def candles(self, symbol: str, interval: CandleInterval, start: datetime, end: datetime) -> list[Candle]:
         """Bars sampled from the price source (deterministic with ``SyntheticPrices``), none in the future."""

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
@@ -60,6 +61,7 @@ from utils.brokers.schwab_payloads import (
     parse_quote,
     parse_transaction,
     price_history_params,
+    price_step,
     quote_problem,
     schwab_time,
     submitted_order,
@@ -330,6 +332,10 @@ class SchwabClient(Broker):
         """US equity hours on ``at``'s New York date (every Schwab symbol shares them)."""
         body = self._get("/marketdata/v1/markets", {"markets": "equity", "date": eastern_date(at)})
         return parse_market_hours(body or {}, at)
+
+    def price_increment(self, symbol: str, price: Decimal) -> Decimal:
+        """Schwab's tick by price: a cent at $1 or above, a hundredth of a cent below (no call)."""
+        return price_step(price)
 
     def candles(self, symbol: str, interval: CandleInterval, start: datetime, end: datetime) -> list[Candle]:
         """Regular-session bars from GET /marketdata/v1/pricehistory (no hourly bars at Schwab)."""

@@ -97,11 +97,16 @@ PRICE_HISTORY_FREQUENCIES = {
 # ---------------------------------------------------------------------------- requests
 
 
+def price_step(price: Decimal) -> Decimal:
+    """Schwab's price increment: a cent at $1 or above, a hundredth of a cent below."""
+    return Decimal("0.01") if price >= 1 else Decimal("0.0001")
+
+
 def format_price(price: Decimal, name: str = "price") -> str:
     """A request price string: 2 decimals at $1 or above, 4 below; refuses values it would round."""
     if not price.is_finite() or price <= 0:
         raise InvalidOrderError(f"The {name} must be a positive amount.")
-    places = Decimal("0.01") if price >= 1 else Decimal("0.0001")
+    places = price_step(price)
     quantized = price.quantize(places)
     if quantized != price:
         raise InvalidOrderError(f"The {name} {price} has more decimals than Schwab accepts ({places}).")

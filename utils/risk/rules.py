@@ -393,7 +393,7 @@ class StopLossRule(Rule):
         if entry is None:
             return _no_entry_price("stop-loss", intent)
         wrong_side = _wrong_side(intent, "stop-loss", stop, entry, below_for_long=True)
-        return wrong_side or _too_far(stop, entry, limits.max_stop_distance_pct)
+        return wrong_side or stop_too_far(stop, entry, limits.max_stop_distance_pct, "the entry price")
 
 
 class TakeProfitRule(Rule):
@@ -435,14 +435,14 @@ def _wrong_side(intent: OrderIntent, what: str, price: Decimal, entry: Decimal, 
     )
 
 
-def _too_far(stop: Decimal, entry: Decimal, max_pct: Decimal | None) -> str | None:
-    """The reason when the stop is further from the entry than ``max_pct`` percent."""
+def stop_too_far(stop: Decimal, reference: Decimal, max_pct: Decimal | None, against: str) -> str | None:
+    """The reason when the stop is further than ``max_pct`` percent from ``reference`` (named by ``against``)."""
     if max_pct is None:
         return None
     limit = require_money(max_pct, "max_stop_distance_pct")
-    distance = abs(entry - stop) / entry * 100
+    distance = abs(reference - stop) / reference * 100
     if distance > limit:
-        return f"The stop-loss is {distance:.2f}% away from the entry price {usd(entry)}; your limit is {limit:f}%."
+        return f"The stop-loss is {distance:.2f}% away from {against} {usd(reference)}; your limit is {limit:f}%."
     return None
 
 

@@ -133,7 +133,7 @@ def evaluate(position: Protection, quote: Quote | None, now: datetime, max_quote
         return StopDecision(StopAction.HOLD, "Nothing is open to protect.", trail_anchor=keep)
     if quote is None:
         return StopDecision(StopAction.NO_QUOTE, "No quote was received for this position.", trail_anchor=keep)
-    refusal = _quote_problem(side, position.symbol, quote, now, max_quote_age_seconds)
+    refusal = quote_problem(side, position.symbol, quote, now, max_quote_age_seconds)
     if refusal is not None:
         return StopDecision(refusal[0], refusal[1], trail_anchor=keep)
     return _decide(position, side, quote.bid if side == PositionSide.LONG else quote.ask)
@@ -223,9 +223,10 @@ def _protection_problem(position: Protection) -> str | None:
     return None
 
 
-def _quote_problem(
+def quote_problem(
     side: PositionSide, symbol: str | None, quote: Quote, now: datetime, max_age: int
 ) -> tuple[StopAction, str] | None:
+    """Why the quote cannot be acted on for this side (foreign, priceless, undated, stale), or None."""
     if symbol is not None and getattr(quote, "symbol", None) != symbol:
         return StopAction.BAD_QUOTE, f"The quote is for {getattr(quote, 'symbol', None)!r}, not {symbol!r}."
     word = "bid" if side == PositionSide.LONG else "ask"

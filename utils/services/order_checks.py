@@ -13,19 +13,22 @@ from decimal import Decimal
 from models import BrokerConnection, Order, Trade, User
 from utils.brokers.base import Broker, Quote
 from utils.enums import ConnectionStatus, OrderPurpose, OrderSide, Provider
-from utils.exceptions import ArbionError, ConflictError, NotFoundError
+from utils.exceptions import ArbionError, ConflictError, InvalidInputError, NotFoundError
 from utils.extensions import db
 from utils.money import utcnow
 from utils.observability import get_logger
 from utils.risk.engine import RiskDecision
 from utils.risk.inputs import OrderIntent, RiskLimits, RiskSnapshot
 from utils.risk.rules import TradingStateRule
+from utils.risk.stop_changes import off_increment
 from utils.rowlock import locked_one
 from utils.services import audit, connections, market_data, notifications, order_tickets, risk, trade_book
 from utils.services.order_tickets import OrderTicket
 
 log = get_logger(__name__)
 TRADING_STATES = TradingStateRule()
+# The ticket's protective prices a broker holds as an order (the take-profit is watched by the monitor).
+PROTECTIVE_PRICES = ("stop_loss_price", "trailing_stop_offset")
 CLOSING_SIDE = {OrderSide.BUY: OrderSide.SELL, OrderSide.SELL_SHORT: OrderSide.BUY_TO_COVER}
 
 
@@ -43,6 +46,7 @@ def _entry_inputs(connection: BrokerConnection, ticket: OrderTicket) -> tuple[Or
     the intent, a fresh quote and whether the market is open."""
     broker = connections.broker_for(connection)
     order_tickets.check_quantity_precision(broker, ticket.quantity)
+    check_protection_increments(broker, ticket)
     quote = quote_or_none(Provider(connection.provider), broker, ticket.symbol)
     return order_tickets.intent_of(ticket), quote, market_open(Provider(connection.provider), broker, ticket.symbol)
 
@@ -77,6 +81,30 @@ def hold_entry_gate(user: User) -> None:
     db.session.commit()  # the lock must open its own transaction (utils.rowlock)
     if locked_one(User, User.id == user.id, key_share=True) is None:
         raise NotFoundError("No such user.")
+
+
+def check_protection_increments(broker: Broker, ticket: OrderTicket) -> None:
+    """Refuse an entry's stop-loss or trailing amount off the instrument's price increment: the broker
+    would refuse the protective stop once the entry fills, leaving the position to the monitor."""
+    for field in PROTECTIVE_PRICES:
+        price = getattr(ticket, field)
+        if price is None:
+            continue
+        problem = off_increment(ticket.symbol, price, price_increment_or_none(broker, ticket.symbol, price))
+        if problem is not None:
+            raise InvalidInputError(problem, details={"field": field})
+
+
+def price_increment_or_none(broker: Broker, symbol: str, price: Decimal) -> Decimal | None:
+    """The broker's price step for the symbol near ``price``; None for a price that is not a positive
+    number or when the broker cannot say now (callers refuse)."""
+    if not price.is_finite() or price <= 0:
+        return None
+    try:
+        return broker.price_increment(symbol, price)
+    except ArbionError as exc:
+        log.warning("orders.increment_unavailable", symbol=symbol, error=exc.code)
+        return None
 
 
 def usable_connection(user: User, connection_id: int) -> BrokerConnection:

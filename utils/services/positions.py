@@ -188,18 +188,14 @@ def cancel_entries(user: User, connection_id: int | None = None) -> list[Order]:
 def move_stop(user: User, trade_id: int, stop_price: Decimal) -> Trade:
     """Move a trade's stop-loss; a broker-held stop is cancelled and placed again at the new price.
 
-    Between the two, the monitor watches the new price, and the one-live-exit rule keeps the
-    monitor and the new broker stop from both selling.
+    The new price must pass the stop rule against the market now (protection.check_stop_change).
+    Between the cancel and the new stop, the monitor watches the new price, and the one-live-exit
+    rule keeps the monitor and the new broker stop from both selling.
     """
     trade = _own_trade(user, trade_id)
-    if not stop_price.is_finite() or stop_price <= 0:
-        raise InvalidInputError("The stop price must be a number above 0.", details={"field": "stop_price"})
-    reference = trade.average_fill_price or stop_price
-    if (stop_price >= reference) if trade_book.is_long(trade) else (stop_price <= reference):
-        side = "below" if trade_book.is_long(trade) else "above"
-        raise InvalidInputError(
-            f"The stop must be {side} the entry price {reference}.", details={"field": "stop_price"}
-        )
+    if trade_book.open_quantity(trade) <= 0:
+        raise ConflictError("Nothing is open on this trade, so it has no stop to move.")
+    protection.check_stop_change(trade, stop_price, user)
     before = trade.stop_loss_price
     trade.stop_loss_price = stop_price
     audit.record(

@@ -18,21 +18,25 @@ from sqlalchemy import Row, Select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from models import Order, Trade
+from models import Order, Trade, User
 from utils.brokers.base import Broker, Capabilities
 from utils.enums import (
     LIVE_ORDER_STATUSES,
     OrderPurpose,
+    OrderSide,
     OrderStatus,
     OrderType,
     ProtectionMode,
+    Provider,
     TimeInForce,
     TradeStatus,
 )
-from utils.exceptions import ArbionError
+from utils.exceptions import ArbionError, InvalidInputError
 from utils.extensions import db
 from utils.money import decimal_text, utcnow
 from utils.observability import get_logger
+from utils.risk.stop_changes import StopChange, stop_change_problem
+from utils.risk.stops import PositionSide
 from utils.services import (
     audit,
     connections,
@@ -41,6 +45,7 @@ from utils.services import (
     order_states,
     order_tracking,
     orders,
+    risk,
     trade_book,
 )
 
@@ -193,6 +198,30 @@ def _covers(stop: RestingStop | None, trade: StopTarget) -> bool:
         trail = (stop.trail_offset, stop.trail_percent)
         return trade.stop_loss_price is None and trail == (trade.trailing_stop_offset, trade.trailing_stop_percent)
     return stop.stop_price == trade.stop_loss_price
+
+
+def check_stop_change(trade: Trade, stop_price: Decimal, actor: User) -> None:
+    """Refuse a new stop-loss for the trade unless the stop rule allows it against the market now
+    (audited; InvalidInputError on ``stop_price`` with the reason); see utils/risk/stop_changes.py."""
+    connection = orders.connection_of(trade)
+    broker = connections.broker_for(connection)
+    limits = risk.limits_for(db.session.get_one(User, trade.user_id))
+    change = StopChange(
+        symbol=trade.symbol,
+        side=PositionSide.of_entry(OrderSide(trade.side)),
+        stop_price=stop_price,
+        quote=order_checks.quote_or_none(Provider(connection.provider), broker, trade.symbol),
+        price_increment=order_checks.price_increment_or_none(broker, trade.symbol, stop_price),
+        max_distance_pct=limits.max_stop_distance_pct,
+        max_quote_age_seconds=limits.max_quote_age_seconds,
+        now=utcnow(),
+    )
+    problem = stop_change_problem(change)
+    if problem is not None:
+        details = {"reasons": [problem], "purpose": "stop_move", "stop_price": str(stop_price)[:40]}
+        audit.record("risk.rejected", actor=actor, subject=trade, details=details)
+        db.session.commit()
+        raise InvalidInputError(problem, details={"field": "stop_price"})
 
 
 def has_trailing_stop(trade: Trade) -> bool:

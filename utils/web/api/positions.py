@@ -5,19 +5,27 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from models import Order
+from models import Order, Trade
 from utils.services import api_reads, positions
 from utils.tasks.trading import enqueue_submit
 from utils.web.api.auth import caller, order_write_limit
 from utils.web.api.base import ApiBlueprint
-from utils.web.api.schemas import OrderSchema, PositionSchema, TradeListArgsSchema, TradePageSchema, page_body
+from utils.web.api.schemas import (
+    OrderSchema,
+    PositionSchema,
+    StopMoveSchema,
+    TradeListArgsSchema,
+    TradePageSchema,
+    TradeSchema,
+    page_body,
+)
 
 blp = ApiBlueprint(
     "api_positions",
     __name__,
     url_prefix="/api/v1/positions",
     tag="Positions",
-    description="Open positions with their protection and unrealized P&L; close one at market.",
+    description="Open positions with their protection and unrealized P&L; close one at market or move its stop.",
 )
 trades_blp = ApiBlueprint(
     "api_trades", __name__, url_prefix="/api/v1/trades", tag="Trades", description="Your trades, open and closed."
@@ -47,6 +55,20 @@ def close(trade_id: int) -> Order:
     exit_order = positions.close_position(caller(), trade_id)
     enqueue_submit(exit_order.id)
     return exit_order
+
+
+@blp.route("/<int:trade_id>/stop", methods=["POST"])
+@order_write_limit
+@blp.arguments(StopMoveSchema)
+@blp.response(200, TradeSchema)
+def move_stop(body: dict[str, Any], trade_id: int) -> Trade:
+    """Move an open trade's stop-loss; a stop held at the broker is cancelled and placed again there.
+
+    The new price is judged against the market now, not the entry: a 422 says why it was refused
+    (wrong side of the bid/ask, too far from it, off the price increment, or no current quote).
+    A stop in profit (break-even, locked gains) is fine while the market is beyond it.
+    """
+    return positions.move_stop(caller(), trade_id, body["stop_price"])
 
 
 @trades_blp.route("", methods=["GET"])

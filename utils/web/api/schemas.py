@@ -135,6 +135,18 @@ class OrderReplaceSchema(Schema):
     stop_price = DecimalString(load_default=None)
 
 
+class StopMoveSchema(Schema):
+    """A trade's new stop-loss price, checked against the market now."""
+
+    stop_price = DecimalString(
+        required=True,
+        metadata={
+            "description": "Below the bid for a long, above the ask for a short; within your max stop "
+            "distance of that price; on the instrument's price increment (never rounded)."
+        },
+    )
+
+
 class ProtectionSchema(Schema):
     """The trade's stop-loss, take-profit and trailing stop, and where they live."""
 
