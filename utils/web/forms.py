@@ -20,10 +20,5 @@ class FiniteDecimalField(DecimalField):
 
     def process_formdata(self, valuelist: list[Any]) -> None:
         """Parse the number, or keep the raw text and say what is expected."""
-        if not valuelist:
-            return
-        try:
-            self.data = parse_decimal(valuelist[0])
-        except ValueError:
-            self.data = None
-            raise
+        if valuelist:
+            self.data = parse_decimal(valuelist[0])  # a ValueError leaves the default (None)

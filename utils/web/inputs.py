@@ -10,6 +10,7 @@ and a readable page elsewhere, instead of failing as a 500 deep inside a service
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -31,8 +32,11 @@ _JSON_TOKEN = re.compile(r'\\.|["\[\]{}]', re.DOTALL)
 class BoundedIntConverter(IntegerConverter):
     """``<int:...>`` for every route: digits the id columns can hold, else no match (404)."""
 
-    def __init__(self, map: Map, *args: Any, max: int | None = None, **kwargs: Any) -> None:
-        super().__init__(map, *args, max=INTEGER_MAX if max is None else min(max, INTEGER_MAX), **kwargs)
+    def __init__(
+        self, map: Map, fixed_digits: int = 0, min: int | None = None, max: int | None = None, signed: bool = False
+    ) -> None:
+        bounded = INTEGER_MAX if max is None else builtins.min(max, INTEGER_MAX)
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=bounded, signed=signed)
 
     def to_python(self, value: str) -> Any:
         """Refuse more digits than INTEGER_MAX has before converting (int() of huge text is slow)."""
