@@ -65,7 +65,11 @@ __all__ = [
     "SystemSetting",
     "Heartbeat",
     "ENCRYPTED_COLUMNS",
+    "INTEGER_MAX",
 ]
+
+# The largest value of an integer column (PostgreSQL `integer`): every id and every count.
+INTEGER_MAX = 2**31 - 1
 
 
 def enum_column(enum: type[StrEnum], **kwargs: Any) -> Any:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support import TEST_DATABASE_URL
-from utils.money import Money, UTCDateTime, to_decimal
+from utils.money import Money, UTCDateTime, parse_decimal, to_decimal
 
 EXACT_VALUES = ["12345678901.1234567891", "0.0000000001", "-99999999999999999.9999999999", "0", "190.90"]
 
@@ -85,3 +85,25 @@ def test_to_decimal_accepts_strings_and_refuses_floats() -> None:
     with pytest.raises(ValueError, match="not a decimal"):
         to_decimal("abc")
     assert datetime.now(UTC).tzinfo is UTC
+
+
+@pytest.mark.parametrize("text", ["NaN", "sNaN", "-sNaN", "Infinity", "-inf", " nan "])
+def test_no_amount_is_nan_or_infinite(text: str) -> None:
+    with pytest.raises(ValueError, match="finite"):
+        to_decimal(text)
+    with pytest.raises(ValueError, match="finite"):
+        to_decimal(Decimal(text.strip()))
+    with pytest.raises(ValueError, match="Enter a number such as 10"):
+        parse_decimal(text)
+
+
+@pytest.mark.parametrize("text", ["1e18", "-1e18", "1e999999", "9" * 5000, "1000000000000000000.0"])
+def test_typed_numbers_a_money_column_cannot_hold_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="Enter a number below 1000000000000000000"):
+        parse_decimal(text)
+
+
+def test_typed_numbers_within_range_are_parsed_exactly() -> None:
+    assert parse_decimal(" 0.1 ") == Decimal("0.1")
+    assert parse_decimal("999999999999999999.9999999999") == Decimal("999999999999999999.9999999999")
+    assert parse_decimal(-5) == Decimal(-5)

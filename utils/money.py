@@ -17,18 +17,34 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 MONEY_PRECISION = 28
 MONEY_SCALE = 10
+# The smallest magnitude a Numeric(28, 10) column cannot hold.
+MONEY_OVERFLOW = Decimal(10) ** (MONEY_PRECISION - MONEY_SCALE)
 
 
 def to_decimal(value: Any) -> Decimal:
-    """Convert a str/int/Decimal to Decimal; floats are refused because they are already inexact."""
-    if isinstance(value, Decimal):
-        return value
+    """Convert a str/int/Decimal to a finite Decimal; floats are refused because they are already
+    inexact, and NaN, sNaN and Infinity because no amount is one."""
     if isinstance(value, bool | float):
         raise TypeError(f"refusing {type(value).__name__} as money: pass a str or Decimal")
     try:
-        return Decimal(str(value).strip())
+        number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
     except InvalidOperation as exc:
         raise ValueError(f"not a decimal number: {value!r}") from exc
+    if not number.is_finite():
+        raise ValueError(f"money must be finite, got {number}")
+    return number
+
+
+def parse_decimal(text: Any) -> Decimal:
+    """A number a person or client typed: finite and within what a money column holds, else a
+    ValueError whose message the person can act on."""
+    try:
+        number = to_decimal(text)
+    except (TypeError, ValueError) as exc:
+        raise ValueError("Enter a number such as 10 or 0.5.") from exc
+    if abs(number) >= MONEY_OVERFLOW:
+        raise ValueError(f"Enter a number below {decimal_text(MONEY_OVERFLOW)}.")
+    return number
 
 
 def decimal_text(value: Decimal) -> str:
@@ -71,8 +87,6 @@ class Money(TypeDecorator[Decimal]):
         if value is None:
             return None
         amount = to_decimal(value)
-        if not amount.is_finite():
-            raise ValueError(f"money must be finite, got {amount}")
         return format(amount, "f") if dialect.name == "sqlite" else amount
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:

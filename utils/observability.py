@@ -31,7 +31,8 @@ _SECRET_PATTERNS = (
     re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"),
     re.compile(r"(?i)((?:password|secret|token|refresh_token|access_token|code)=)[^&\s]+"),
 )
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# A caller's X-Request-ID is kept only in this form: it is logged and stored in the audit log.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def redact_text(text: str) -> str:
@@ -125,13 +126,17 @@ def current_request_id() -> str | None:
     return g.get("request_id") if has_request_context() else None
 
 
+def safe_request_id(incoming: str | None) -> str:
+    """The caller's request id when it is 1-64 letters, digits, ``.``, ``_`` or ``-``; else a new one."""
+    return incoming if incoming and _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+
+
 def init_request_ids(app: Flask) -> None:
     """Give every request an id (the caller's X-Request-ID when well-formed) and echo it back."""
 
     @app.before_request
     def _assign_request_id() -> None:
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.request_id = safe_request_id(request.headers.get("X-Request-ID"))
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=g.request_id)
 

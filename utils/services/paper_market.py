@@ -14,6 +14,7 @@ from models import SystemSetting, User
 from utils.brokers.paper_prices import is_known_symbol
 from utils.exceptions import InvalidInputError
 from utils.extensions import db
+from utils.money import parse_decimal
 from utils.observability import get_logger
 from utils.services import audit
 from utils.services.trading_state import upsert
@@ -58,12 +59,12 @@ def reset_prices(actor: User | None = None) -> None:
 
 def _percent(value: Decimal | str) -> Decimal:
     try:
-        change = Decimal(str(value).strip())
-    except InvalidOperation:
+        change = parse_decimal(value)
+    except ValueError:
         raise InvalidInputError(
             "The change must be a number of percent, e.g. -10.", details={"field": "percent"}
         ) from None
-    if not change.is_finite() or not (MIN_PERCENT <= change <= MAX_PERCENT):
+    if not (MIN_PERCENT <= change <= MAX_PERCENT):
         raise InvalidInputError(
             f"The change must be between {MIN_PERCENT}% and {MAX_PERCENT}%.", details={"field": "percent"}
         )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from models import RiskSettings, User
+from models import INTEGER_MAX, RiskSettings, User
 from utils.exceptions import InvalidInputError
 from utils.extensions import db
+from utils.money import MONEY_OVERFLOW, decimal_text, parse_decimal
 from utils.services import audit
 from utils.services.risk import parse_symbols
 
@@ -53,6 +54,8 @@ def _parsed(name: str, value: Any) -> Any:
     if name in COUNT_LIMITS:
         if number != number.to_integral_value():
             raise _bad(name, "must be a whole number")
+        if number > INTEGER_MAX:
+            raise _bad(name, f"must be at most {INTEGER_MAX}")
         return int(number)
     if name in PERCENT_LIMITS and number > 100:
         raise _bad(name, "must be at most 100 (percent)")
@@ -61,10 +64,10 @@ def _parsed(name: str, value: Any) -> Any:
 
 def _decimal(name: str, value: Any) -> Decimal:
     try:
-        number = Decimal(str(value).strip())
-    except InvalidOperation as exc:
-        raise _bad(name, "must be a number") from exc
-    if not number.is_finite() or number <= 0:
+        number = parse_decimal(value)
+    except ValueError as exc:
+        raise _bad(name, f"must be a number below {decimal_text(MONEY_OVERFLOW)}") from exc
+    if number <= 0:
         raise _bad(name, "must be a number above 0 (leave it empty for the default)")
     return number
 

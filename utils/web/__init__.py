@@ -25,7 +25,7 @@ def public(view: ViewFunc) -> ViewFunc:
 
 
 def init_web(app: Flask) -> None:
-    """Register the login machinery, the global login guard, error handlers and blueprints."""
+    """Register the input filter, the login machinery, the global login guard, error handlers and blueprints."""
     from utils.web import (
         account,
         admin,
@@ -37,6 +37,7 @@ def init_web(app: Flask) -> None:
         errors,
         formatting,
         health,
+        inputs,
         notifications,
         orders,
         positions,
@@ -44,6 +45,7 @@ def init_web(app: Flask) -> None:
         tokens,
     )
 
+    inputs.init_inputs(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to continue."
     login_manager.user_loader(_load_user)

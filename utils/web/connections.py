@@ -9,12 +9,12 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DecimalField, StringField, TextAreaField
+from wtforms import BooleanField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from utils.services import broker_apps, connections, schwab_logins
 from utils.web.feedback import NOT_FOUND, attempt, flash_errors
-from utils.web.forms import ActionForm
+from utils.web.forms import ActionForm, FiniteDecimalField
 
 bp = Blueprint("connections", __name__, url_prefix="/connections")
 SCHWAB_LOGIN_KEY = "schwab_login"
@@ -25,7 +25,7 @@ class PaperAccountForm(FlaskForm):
     """A label and the starting cash of a new paper account."""
 
     label = StringField("Name", validators=[Optional(), Length(max=80)])
-    starting_cash = DecimalField("Starting cash (USD)", places=2, validators=[Optional(), NumberRange(min=1)])
+    starting_cash = FiniteDecimalField("Starting cash (USD)", places=2, validators=[Optional(), NumberRange(min=1)])
 
 
 class CoinbaseKeyForm(FlaskForm):

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, DecimalField, Field, HiddenField, SelectField, StringField
+from wtforms import DateField, Field, HiddenField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 from wtforms.widgets import TextInput
@@ -22,6 +22,7 @@ from utils.enums import OrderSide, OrderStatus, OrderType, TimeInForce
 from utils.exceptions import ArbionError
 from utils.services.order_history import OrderFilter
 from utils.services.order_tickets import OrderTicket
+from utils.web.forms import FiniteDecimalField
 
 ORDER_TYPES = [
     SelectChoice(OrderType.MARKET.value, "Market"),
@@ -46,18 +47,10 @@ def connection_label(connection: BrokerConnection) -> str:
     return connection.label or connection.provider.value
 
 
-class Amount(DecimalField):
-    """A decimal input (a text box with a numeric keyboard: "0.5" reads the same in every locale)
-    whose parse error a trader understands."""
+class Amount(FiniteDecimalField):
+    """A decimal input: a text box with a numeric keyboard ("0.5" reads the same in every locale)."""
 
     widget = TextInput()
-
-    def process_formdata(self, valuelist: list[Any]) -> None:
-        """Parse the number, or keep the raw text and say what is expected."""
-        try:
-            super().process_formdata(valuelist)
-        except ValueError as exc:
-            raise ValueError("Enter a number such as 10 or 0.5.") from exc
 
 
 def amount(label: str, required: bool = False) -> Amount:

@@ -8,13 +8,12 @@ from flask import Blueprint, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import DecimalField
 from wtforms.validators import DataRequired, NumberRange
 
 from utils.services import positions
 from utils.tasks.trading import enqueue_submit
 from utils.web.feedback import NOT_FOUND, attempt
-from utils.web.forms import ActionForm
+from utils.web.forms import ActionForm, FiniteDecimalField
 
 bp = Blueprint("positions", __name__, url_prefix="/positions")
 
@@ -22,7 +21,9 @@ bp = Blueprint("positions", __name__, url_prefix="/positions")
 class StopForm(FlaskForm):
     """A new stop-loss price."""
 
-    stop_price = DecimalField("New stop", places=None, validators=[DataRequired(), NumberRange(min=Decimal("0.0001"))])
+    stop_price = FiniteDecimalField(
+        "New stop", places=None, validators=[DataRequired(), NumberRange(min=Decimal("0.0001"))]
+    )
 
 
 @bp.get("/")

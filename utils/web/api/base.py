@@ -13,6 +13,7 @@ from webargs.flaskparser import FlaskParser
 from utils.exceptions import InvalidInputError
 from utils.extensions import csrf, limiter
 from utils.web.api.auth import api_limit, authenticate, rate_limit_key
+from utils.web.inputs import refuse_unsafe_text
 
 
 class EnvelopeParser(FlaskParser):
@@ -33,32 +34,10 @@ class EnvelopeParser(FlaskParser):
         raise InvalidInputError("Some fields are not valid.", details={"location": location, "fields": fields})
 
     def pre_load(self, location_data: Mapping[str, Any], *, schema: Schema, req: flask.Request, location: str) -> Any:
-        """Refuse text holding a NUL character (422): PostgreSQL cannot store or compare it."""
-        fields = sorted(name for name, value in _values(location_data) if _holds_nul(value))
-        if fields:
-            message = ["Text may not contain a NUL character."]
-            raise InvalidInputError(
-                "Some fields are not valid.", details={"location": location, "fields": dict.fromkeys(fields, message)}
-            )
+        """Refuse text holding a NUL or control character (422): PostgreSQL cannot store NUL. The
+        app-wide filter already checked the query and the body; this covers headers too."""
+        refuse_unsafe_text(location, location_data)
         return location_data
-
-
-def _values(data: Any) -> list[tuple[str, Any]]:
-    """(name, value) pairs of a JSON object or a query string (every value of a repeated name)."""
-    source = getattr(data, "data", data)  # webargs wraps query strings in a MultiDictProxy
-    if hasattr(source, "lists"):
-        return [(name, values) for name, values in source.lists()]
-    return list(source.items()) if isinstance(source, Mapping) else [("_schema", source)]
-
-
-def _holds_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, Mapping):
-        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
-    if isinstance(value, list | tuple):
-        return any(_holds_nul(item) for item in value)
-    return False
 
 
 class ApiBlueprint(Blueprint):

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_dump, post_load, validate
 
+from models import INTEGER_MAX
 from utils.enums import OrderStatus, OrderType, TimeInForce, TradeStatus
-from utils.money import decimal_text
+from utils.money import decimal_text, parse_decimal
 from utils.services import risk_limits
 from utils.services.api_reads import MAX_PER_PAGE, ListQuery
 from utils.services.paging import Page
 
 ORDER_SIDES = ("buy", "sell")
+ID_RANGE = validate.Range(min=1, max=INTEGER_MAX)
 
 
 class DecimalString(fields.Field):
@@ -31,12 +33,14 @@ class DecimalString(fields.Field):
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise ValidationError('Send a decimal number as a string, e.g. "0.01".')
         try:
-            number = Decimal(str(value).strip())
-        except InvalidOperation as exc:
-            raise ValidationError("Not a decimal number.") from exc
-        if not number.is_finite():
-            raise ValidationError("Not a finite number.")
-        return number
+            return parse_decimal(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
+
+
+def object_id(**kwargs: Any) -> fields.Integer:
+    """The id of a stored row: a whole number the id columns can hold (anything else is a 422)."""
+    return fields.Integer(validate=ID_RANGE, **kwargs)
 
 
 # ---------------------------------------------------------------------------------- errors
@@ -63,7 +67,7 @@ class ErrorEnvelopeSchema(Schema):
 class PageArgsSchema(Schema):
     """Which page of a listing (newest first)."""
 
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=ID_RANGE)
     per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PER_PAGE))
 
 
@@ -72,7 +76,7 @@ class OrderListArgsSchema(PageArgsSchema):
 
     status = fields.String(validate=validate.OneOf([status.value for status in OrderStatus]))
     symbol = fields.String(validate=validate.Length(max=20))
-    connection_id = fields.Integer()
+    connection_id = object_id()
 
     @post_load
     def _query(self, data: dict[str, Any], **kwargs: Any) -> ListQuery:
@@ -105,7 +109,7 @@ def page_body(page: Page[Any]) -> dict[str, Any]:
 class OrderCreateSchema(Schema):
     """An entry order: ``sell`` opens a short; the protection levels ride on the trade."""
 
-    connection_id = fields.Integer(required=True, strict=True)
+    connection_id = object_id(required=True, strict=True)
     symbol = fields.String(required=True, validate=validate.Length(min=1, max=20))
     side = fields.String(required=True, validate=validate.OneOf(ORDER_SIDES))
     quantity = DecimalString(required=True)
@@ -263,7 +267,7 @@ class QuoteArgsSchema(Schema):
     """Comma-separated symbols and the connection whose broker prices them."""
 
     symbols = fields.String(required=True, metadata={"example": "AAPL,BTC-USD"})
-    connection_id = fields.Integer(required=True)
+    connection_id = object_id(required=True)
 
 
 class QuoteSchema(Schema):
