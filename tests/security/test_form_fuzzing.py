@@ -1,4 +1,4 @@
-"""SEC-14 Form and query fuzzing: every form field and query parameter of every route, and every
+"""SEC-19 Form and query fuzzing: every form field and query parameter of every route, and every
 id in a path, with the input that used to end in a 500 on PostgreSQL.
 
 The parameters are enumerated, not listed by hand: the fields of every form the pages render (as
