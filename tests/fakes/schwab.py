@@ -1,7 +1,7 @@
 """A stateful fake of the Schwab Trader API: OAuth with PKCE, accounts, quotes, an order book.
 
 ``create_schwab_fake(client_id, client_secret)`` returns ``(app, state)``. The app serves the
-paths in /work/shared/BROKER_APIS.md on whatever server runs it (tests use FakeServer, a sandbox
+paths in docs/brokers.md on whatever server runs it (tests use FakeServer, a sandbox
 CLI may run it too); ``state`` lets tests drive it: set prices, fill orders, expire tokens, kill
 refresh tokens, queue faults on ``state.plan`` and count what the fake received. ``latency``
 (seconds, ``state.latency``, default 0) holds every answer that long, as a distant broker would

@@ -3,7 +3,7 @@
 Network only: tokens come from and go back to a caller-supplied ``TokenStore`` (the app keeps
 them encrypted in the database), so this module never touches a database or Flask. Every call
 goes through ``BrokerHttp``: reads are retried, writes are sent once and classified. Facts about
-the API: /work/shared/BROKER_APIS.md ("Charles Schwab Trader API").
+the API: docs/brokers.md ("Charles Schwab Trader API").
 """
 
 from __future__ import annotations

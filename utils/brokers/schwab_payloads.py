@@ -2,7 +2,7 @@
 
 Pure functions, no I/O. Request prices are strings (2 decimals at $1 or above, 4 below) and
 quantities whole numbers; answers are decoded with ``parse_float=Decimal`` so money stays exact.
-Shapes: /work/shared/BROKER_APIS.md ("Charles Schwab Trader API").
+Shapes: docs/brokers.md ("Charles Schwab Trader API").
 """
 
 from __future__ import annotations
